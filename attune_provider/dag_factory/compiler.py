@@ -1,0 +1,167 @@
+"""Validated workflows -> Airflow DAGs: the one place that builds Airflow objects.
+
+One DAG per valid workflow: dag_id = workflow ref, one Airflow task per plain Attune
+task wired by its transitions, a TaskGroup for each with_items task (mapped), parallel
+group and subworkflow, and a final `attune_outcome` task that decides the run's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk.definitions.param import NOTSET
+
+from attune_provider.dag_factory.plan import GROUP_OUTCOME, WorkflowPlan
+from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, Task, Workflow
+
+
+@dataclass
+class Node:
+    """A compiled Attune task: where inbound edges attach, and where its outcome is."""
+
+    heads: list[Any]
+    tail: Any
+
+
+def _param(name: str, prop: dict[str, Any]) -> Param:
+    """A workflow parameter as a typed Airflow Param (the trigger form's field)."""
+    schema = {k: v for k, v in prop.items() if k not in ("required", "default", "secret")}
+    required = prop.get("required") is True
+    default = prop.get("default", NOTSET)
+    if not required and default is NOTSET:
+        default = None
+        kind = schema.get("type")
+        if isinstance(kind, str):
+            schema["type"] = [kind, "null"]
+        elif isinstance(kind, list) and "null" not in kind:
+            schema["type"] = [*kind, "null"]
+    schema.setdefault("title", name)
+    return Param(default, **schema)
+
+
+def _doc(workflow: Workflow, file: str) -> str:
+    lines = [f"# {workflow.label or workflow.ref}", ""]
+    if workflow.description:
+        lines += [workflow.description, ""]
+    version = f" v{workflow.version}" if workflow.version else ""
+    lines += [f"Attune workflow `{workflow.ref}`{version} from `{file}`."]
+    return "\n".join(lines)
+
+
+def _retry_kwargs(task: Task) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"retries": 0}
+    if task.retry is not None:
+        from attune_provider.operators.retry import AttuneRetryPolicy
+
+        kwargs["retries"] = task.retry.count
+        kwargs["retry_delay"] = timedelta(seconds=task.retry.delay)
+        if task.retry.max_delay is not None:
+            kwargs["max_retry_delay"] = timedelta(seconds=task.retry.max_delay)
+        kwargs["retry_policy"] = AttuneRetryPolicy(task.retry)
+    if task.timeout is not None:
+        kwargs["execution_timeout"] = timedelta(seconds=task.timeout)
+    return kwargs
+
+
+class _Builder:
+    """Compiles the tasks of one workflow (or subworkflow) into a DAG or TaskGroup."""
+
+    def __init__(self, dag: DAG) -> None:
+        self.dag = dag
+
+    def workflow(self, plan: WorkflowPlan, group: TaskGroup | None, upstream: Any = None) -> Node:
+        from attune_provider.operators.outcome import WorkflowOutcomeOperator
+
+        nodes: dict[str, Node] = {}
+        for task in plan.workflow.tasks:
+            entry = not plan.graph.predecessors[task.name]
+            nodes[task.name] = self.task(plan, task, group, "all_success" if entry else "all_done")
+            if entry and upstream is not None:
+                upstream >> nodes[task.name].heads
+        for edge in plan.graph.edges:
+            nodes[edge.source].tail >> nodes[edge.target].heads
+        task_id = GROUP_OUTCOME if group is not None else OUTCOME_TASK_ID
+        outcome = WorkflowOutcomeOperator(
+            task_id=task_id, workflow=plan, trigger_rule="all_done", retries=0, dag=self.dag, task_group=group
+        )
+        for leaf in plan.graph.leaves:
+            nodes[leaf].tail >> outcome
+        heads = [op for name in plan.graph.entries for op in nodes[name].heads]
+        return Node(heads, outcome)
+
+    def task(self, plan: WorkflowPlan, task: Task, group: TaskGroup | None, rule: str) -> Node:
+        kind = plan.kind(task.name)
+        common = {"plan": plan, "task_name": task.name, "dag": self.dag}
+        if kind == "action":
+            from attune_provider.operators.action import AttuneTaskOperator
+
+            op = AttuneTaskOperator(
+                task_id=task.name, trigger_rule=rule, task_group=group, **common, **_retry_kwargs(task)
+            )
+            return Node([op], op)
+        inner = TaskGroup(task.name, parent_group=group, dag=self.dag, tooltip=task.action or task.type)
+        if kind == "parallel":
+            return self.parallel(plan, task, inner, rule, common)
+        if kind == "with_items":
+            return self.with_items(plan, task, inner, rule, common)
+        return self.subworkflow(plan, task, inner, rule, common)
+
+    def parallel(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
+        from attune_provider.operators.collect import GroupOutcomeOperator
+
+        members = [self.task(plan, member, group, rule) for member in task.tasks]
+        collect = GroupOutcomeOperator(
+            task_id=GROUP_OUTCOME, trigger_rule="all_done", task_group=group, **common
+        )
+        for member in members:
+            member.tail >> collect
+        return Node([op for member in members for op in member.heads], collect)
+
+    def with_items(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
+        from attune_provider.operators.collect import GroupOutcomeOperator
+        from attune_provider.operators.items import ItemOperator, ItemsOperator
+
+        items = ItemsOperator(task_id="items", trigger_rule=rule, task_group=group, **common)
+        partial = {"max_active_tis_per_dagrun": task.concurrency} if task.concurrency else {}
+        run = ItemOperator.partial(
+            task_id="run",
+            task_group=group,
+            map_index_template="{{ task.call['index'] }}",
+            **common,
+            **partial,
+            **_retry_kwargs(task),
+        ).expand(call=items.output)
+        collect = GroupOutcomeOperator(
+            task_id=GROUP_OUTCOME, trigger_rule="all_done", task_group=group, **common
+        )
+        run >> collect
+        return Node([items], collect)
+
+    def subworkflow(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
+        from attune_provider.operators.subworkflow import SubworkflowInputOperator
+
+        start = SubworkflowInputOperator(task_id="input", trigger_rule=rule, task_group=group, **common)
+        child = self.workflow(plan.children[task.name], group, upstream=start)
+        return Node([start], child.tail)
+
+
+def build_dag(plan: WorkflowPlan) -> DAG:
+    """Compile one resolved workflow into a DAG."""
+    workflow = plan.workflow
+    tags = {*workflow.tags, f"pack:{plan.pack}", "attune"}
+    dag = DAG(
+        dag_id=workflow.ref,
+        dag_display_name=workflow.label or workflow.ref,
+        description=workflow.description,
+        doc_md=_doc(workflow, plan.file),
+        tags=sorted(tags),
+        params={name: _param(name, prop) for name, prop in workflow.parameters.items()},
+        schedule=None,
+        catchup=False,
+        auto_register=False,
+    )
+    _Builder(dag).workflow(plan, None)
+    return dag

@@ -1,0 +1,151 @@
+"""Transitions as a routing graph, and the routing rules of LANGUAGE.md section 3.
+
+Pure Python: used by the validator (cycles, unreachable tasks) and by the compiler and
+the task runtime (who may route to whom, which targets an outcome fires).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from attune_provider.dag_factory.spec import RESERVED_TARGETS, Task
+
+SUCCEEDED, FAILED, TIMEOUT, SKIPPED = "succeeded", "failed", "timeout", "skipped"
+OUTCOMES = (SUCCEEDED, FAILED, TIMEOUT, SKIPPED)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One transition: `source` names `target` under `key` (on_success, decision, ...)."""
+
+    source: str
+    target: str
+    key: str
+    index: int
+
+
+@dataclass
+class Graph:
+    """The tasks of one scope (a workflow, or a parallel group's members) and their edges."""
+
+    tasks: dict[str, Task]
+    edges: list[Edge] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, tasks: Sequence[Task]) -> Graph:
+        by_name: dict[str, Task] = {}
+        for task in tasks:
+            by_name.setdefault(task.name, task)
+        graph = cls(by_name)
+        for task in by_name.values():
+            for key, index, target in task.transitions():
+                if target in by_name:
+                    graph.edges.append(Edge(task.name, target, key, index))
+        return graph
+
+    @cached_property
+    def successors(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {name: [] for name in self.tasks}
+        for edge in self.edges:
+            if edge.target not in result[edge.source]:
+                result[edge.source].append(edge.target)
+        return result
+
+    @cached_property
+    def predecessors(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {name: [] for name in self.tasks}
+        for edge in self.edges:
+            if edge.source not in result[edge.target]:
+                result[edge.target].append(edge.source)
+        return result
+
+    @cached_property
+    def entries(self) -> list[str]:
+        return [name for name, preds in self.predecessors.items() if not preds]
+
+    @cached_property
+    def leaves(self) -> list[str]:
+        return [name for name, succs in self.successors.items() if not succs]
+
+    def ancestors(self, name: str) -> list[str]:
+        """Every task that can lead to `name`, in declaration order."""
+        seen: set[str] = set()
+        stack = list(self.predecessors[name])
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.predecessors[current])
+        return [task for task in self.tasks if task in seen]
+
+    def reachable(self, starts: Iterable[str]) -> set[str]:
+        seen: set[str] = set()
+        stack = list(starts)
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.successors[current])
+        return seen
+
+    def find_cycle(self) -> list[Edge] | None:
+        """One cycle as its edges, the last being the transition that closes it, or None."""
+        state: dict[str, int] = {}  # 1 = on the DFS path, 2 = done
+        path: list[Edge] = []
+        out: dict[str, list[Edge]] = {name: [] for name in self.tasks}
+        for edge in self.edges:
+            out[edge.source].append(edge)
+
+        def visit(name: str) -> list[Edge] | None:
+            state[name] = 1
+            for edge in out[name]:
+                if state.get(edge.target) == 1:
+                    start = next(i for i, e in enumerate(path + [edge]) if e.source == edge.target)
+                    return (path + [edge])[start:]
+                if edge.target not in state:
+                    path.append(edge)
+                    found = visit(edge.target)
+                    if found:
+                        return found
+                    path.pop()
+            state[name] = 2
+            return None
+
+        for name in self.tasks:
+            if name not in state:
+                found = visit(name)
+                if found:
+                    return found
+        return None
+
+
+def handles(task: Task, outcome: str) -> bool:
+    """Whether the task names a transition for `outcome` (a handled failure)."""
+    if outcome == FAILED:
+        return bool(task.on_failure or task.on_complete)
+    if outcome == TIMEOUT:
+        return bool(task.on_timeout or task.on_failure or task.on_complete)
+    return True
+
+
+def fired_targets(task: Task, outcome: str, decision_target: str | None = None) -> list[str]:
+    """The targets (task names or reserved words) an outcome fires, in order, without repeats."""
+    if outcome == SUCCEEDED:
+        primary: Sequence[str] = (decision_target,) if task.decision and decision_target else task.on_success
+    elif outcome == FAILED:
+        primary = task.on_failure
+    elif outcome == TIMEOUT:
+        primary = task.on_timeout or task.on_failure
+    else:
+        return []
+    fired: list[str] = []
+    for target in (*primary, *task.on_complete):
+        if target not in fired:
+            fired.append(target)
+    return fired
+
+
+def is_reserved(target: str) -> bool:
+    return target in RESERVED_TARGETS

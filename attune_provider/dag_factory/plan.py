@@ -1,0 +1,188 @@
+"""What a compiled workflow needs at run time, resolved once from the catalog.
+
+A `WorkflowPlan` is shared by every task of a DAG: the workflow model, its routing
+graph, and for each task the action it calls. Pure Python (no Airflow), so it can be
+built and inspected in tests without a DAG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from attune_provider.dag_factory.graph import Graph
+from attune_provider.dag_factory.loader import Catalog, WorkflowEntry
+from attune_provider.dag_factory.spec import Task, Workflow, parameters_schema
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """The action a task calls: how to run it and what input it accepts."""
+
+    ref: str
+    runner_type: str
+    pack: str
+    pack_dir: Path
+    entry_point: Path | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+
+
+GROUP_OUTCOME = "attune_outcome"
+
+
+@dataclass
+class WorkflowPlan:
+    """One workflow resolved against its catalog, ready to compile or run.
+
+    A subworkflow is planned again inside its parent: `prefix` is the TaskGroup path its
+    tasks live under (`deploy.`), `parent` the calling task's plan and name.
+    """
+
+    ref: str
+    workflow: Workflow
+    file: str
+    pack: str
+    pack_dir: Path
+    config_schema: dict[str, Any] | None
+    actions: dict[str, ActionPlan] = field(default_factory=dict)
+    prefix: str = ""
+    parent: tuple[WorkflowPlan, str] | None = None
+    children: dict[str, WorkflowPlan] = field(default_factory=dict)
+    digest: str = ""
+
+    def __str__(self) -> str:
+        """Stable text for Airflow's serializer (a mapped task's partial kwargs)."""
+        return f"WorkflowPlan({self.prefix}{self.ref}@{self.digest})"
+
+    __repr__ = __str__
+
+    def kind(self, name: str) -> str:
+        """How a task compiles: parallel, with_items, workflow (a subworkflow) or action."""
+        task = self.tasks[name]
+        if task.type == "parallel":
+            return "parallel"
+        if task.with_items is not None:
+            return "with_items"
+        action = self.actions.get(name)
+        return "workflow" if action is not None and action.runner_type == "workflow" else "action"
+
+    @cached_property
+    def group_of(self) -> dict[str, str]:
+        """Parallel member name -> its group's name."""
+        return {m.name: t.name for t in self.workflow.tasks for m in t.tasks}
+
+    @cached_property
+    def graph(self) -> Graph:
+        return Graph.build(self.workflow.tasks)
+
+    @cached_property
+    def params_schema(self) -> dict[str, Any]:
+        return parameters_schema(self.workflow.parameters)
+
+    @cached_property
+    def tasks(self) -> dict[str, Task]:
+        """Every task by name, parallel members included."""
+        found: dict[str, Task] = {}
+        for task in self.workflow.tasks:
+            found[task.name] = task
+            for member in task.tasks:
+                found[member.name] = member
+        return found
+
+    @cached_property
+    def task_ids(self) -> dict[str, str]:
+        """Each task's path as users see it: parallel members are `<group>.<member>`."""
+        ids: dict[str, str] = {}
+        for task in self.workflow.tasks:
+            ids[task.name] = task.name
+            for member in task.tasks:
+                ids[member.name] = f"{task.name}.{member.name}"
+        return ids
+
+    def airflow_id(self, name: str) -> str:
+        """The Airflow task id (or TaskGroup id) a task compiles to."""
+        return self.prefix + self.task_ids[name]
+
+    @cached_property
+    def outcome_ids(self) -> dict[str, str]:
+        """The Airflow task id holding each task's `attune` outcome XCom."""
+        ids = {}
+        for name in self.tasks:
+            base = self.airflow_id(name)
+            ids[name] = base if self.kind(name) == "action" else f"{base}.{GROUP_OUTCOME}"
+        return ids
+
+    @cached_property
+    def secret_config_keys(self) -> frozenset[str]:
+        props = (self.config_schema or {}).get("properties") or {}
+        return frozenset(k for k, v in props.items() if isinstance(v, dict) and v.get("secret") is True)
+
+
+def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
+    entry = catalog.actions.get(ref)
+    if entry is not None:
+        action = entry.action
+        entry_point = None
+        if action.entry_point:
+            entry_point = Path(os.path.realpath(entry.file.parent / action.entry_point))
+        return ActionPlan(
+            ref=ref,
+            runner_type=action.runner_type,
+            pack=entry.pack.ref,
+            pack_dir=entry.pack.directory,
+            entry_point=entry_point,
+            input_schema=parameters_schema(action.parameters),
+            output_schema=action.output,
+        )
+    sub = catalog.workflows.get(ref)
+    if sub is not None:
+        return ActionPlan(
+            ref=ref,
+            runner_type="workflow",
+            pack=sub.pack.ref,
+            pack_dir=sub.pack.directory,
+            entry_point=None,
+            input_schema=parameters_schema(sub.workflow.parameters),
+            output_schema=sub.workflow.output,
+        )
+    return None
+
+
+def build_plan(
+    entry: WorkflowEntry,
+    catalog: Catalog,
+    prefix: str = "",
+    parent: tuple[WorkflowPlan, str] | None = None,
+) -> WorkflowPlan:
+    """Resolve the actions of every task of a (validated) workflow, subworkflows included.
+
+    Validation has already rejected recursion, so planning children terminates.
+    """
+    plan = WorkflowPlan(
+        ref=entry.ref,
+        workflow=entry.workflow,
+        file=entry.display,
+        pack=entry.pack.ref,
+        pack_dir=entry.pack.directory,
+        config_schema=entry.pack.config_schema,
+        prefix=prefix,
+        parent=parent,
+        digest=hashlib.sha1(entry.workflow.model_dump_json().encode(), usedforsecurity=False).hexdigest()[
+            :12
+        ],
+    )
+    for name, task in plan.tasks.items():
+        if task.action:
+            action = _action_plan(task.action, catalog)
+            if action is not None:
+                plan.actions[name] = action
+    for name in plan.tasks:
+        if plan.kind(name) == "workflow":
+            child = catalog.workflows[plan.actions[name].ref]
+            plan.children[name] = build_plan(child, catalog, f"{plan.airflow_id(name)}.", (plan, name))
+    return plan

@@ -1,0 +1,327 @@
+"""The validated model of packs, actions and workflows (LANGUAGE.md sections 1 to 4).
+
+Frozen pydantic models that forbid unknown keys. Each model keeps the YAML mapping it
+was built from (`source`), so any later check can point at the exact line of a value.
+Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Hashable, Iterator
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from attune_provider.dag_factory.source import Location, MarkedDict, Problem, key_location, locate
+
+RUNNER_TYPES = (
+    "python-script",
+    "local-shell-cmd",
+    "local-shell-script",
+    "http-request",
+    "inquiry",
+    "noop",
+    "echo",
+    "sleep",
+)
+RunnerType = Literal[
+    "python-script",
+    "local-shell-cmd",
+    "local-shell-script",
+    "http-request",
+    "inquiry",
+    "noop",
+    "echo",
+    "sleep",
+]
+RESERVED_TARGETS = frozenset({"fail", "succeed", "noop"})
+OUTCOME_TASK_ID = "attune_outcome"
+PACK_REF_PATTERN = re.compile(r"^[a-z0-9_]+$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+Targets = tuple[str, ...]
+
+
+class Node(BaseModel):
+    """Base of every model: frozen, strict about keys, remembers its YAML source."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    _source: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_source(cls, data: Any, handler: Any) -> Any:
+        model = handler(data)
+        if isinstance(data, MarkedDict):
+            model._source = data
+        return model
+
+    @property
+    def source(self) -> Any:
+        return self._source
+
+    def loc(self, *path: Hashable) -> Location:
+        """Where the value at `path` below this node is written (or this node itself)."""
+        fallback = getattr(self._source, "loc", Location("<unknown>"))
+        return locate(self._source, list(path), fallback)
+
+    def key_loc(self, key: str) -> Location:
+        """Where the key `key` of this node is written."""
+        return key_location(self._source, key, self.loc())
+
+
+def _targets(value: Any) -> Any:
+    """`on_success: a` and `on_success: [a, b]` both become a tuple of names."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError("expected a task name or a list of task names")
+
+
+class DecisionBranch(Node):
+    """One entry of `decision`: `{when, next}` or `{default}`."""
+
+    when: str | bool | None = None
+    next: str | None = None
+    default: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> DecisionBranch:
+        if self.default is not None and (self.when is not None or self.next is not None):
+            raise ValueError("a decision entry is either {when, next} or {default}, not both")
+        if self.default is None and (self.when is None or self.next is None):
+            raise ValueError("a decision entry needs both 'when' and 'next' (or only 'default')")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.default if self.default is not None else str(self.next)
+
+
+class Retry(Node):
+    count: int = Field(ge=0)
+    delay: float = Field(default=0, ge=0)
+    backoff: Literal["constant", "linear", "exponential"] = "constant"
+    max_delay: float | None = Field(default=None, ge=0)
+    on_error: str | bool | None = None
+
+    def delay_before(self, retry_number: int) -> float:
+        """Seconds to wait before retry `retry_number` (1 = first retry), capped by max_delay."""
+        if self.backoff == "linear":
+            delay = self.delay * retry_number
+        elif self.backoff == "exponential":
+            delay = self.delay * 2 ** (retry_number - 1)
+        else:
+            delay = self.delay
+        return min(delay, self.max_delay) if self.max_delay is not None else delay
+
+
+class Task(Node):
+    name: str
+    action: str | None = None
+    type: Literal["action", "parallel"] = "action"
+    tasks: tuple[Task, ...] = ()
+    input: dict[str, Any] = Field(default_factory=dict)
+    publish: tuple[dict[str, Any], ...] = ()
+    on_success: Targets = ()
+    on_failure: Targets = ()
+    on_complete: Targets = ()
+    on_timeout: Targets = ()
+    decision: tuple[DecisionBranch, ...] = ()
+    when: str | bool | None = None
+    with_items: str | list[Any] | None = None
+    batch_size: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
+    retry: Retry | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    join: Literal["all"] | None = None
+
+    _normalise_targets = field_validator(
+        "on_success", "on_failure", "on_complete", "on_timeout", mode="before"
+    )(_targets)
+
+    @field_validator("publish", mode="before")
+    @classmethod
+    def _publish_shape(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            raise ValueError("publish is a list of one-key mappings, e.g. '- name: \"{{ ... }}\"'")
+        for entry in value or ():
+            if not isinstance(entry, dict) or len(entry) != 1:
+                raise ValueError("each publish entry is a mapping with exactly one key: '- var: template'")
+        return value
+
+    @property
+    def publishes(self) -> list[tuple[str, Any]]:
+        return [next(iter(entry.items())) for entry in self.publish]
+
+    def transitions(self) -> Iterator[tuple[str, int, str]]:
+        """Every (key, index, target) this task names, for checks and graph building."""
+        for key in ("on_success", "on_failure", "on_complete", "on_timeout"):
+            for index, target in enumerate(getattr(self, key)):
+                yield key, index, target
+        for index, branch in enumerate(self.decision):
+            yield "decision", index, branch.target
+
+    def target_loc(self, key: str, index: int) -> Location:
+        if key == "decision":
+            branch = self.decision[index]
+            return branch.loc("default" if branch.default is not None else "next")
+        raw = self.source.get(key) if isinstance(self.source, dict) else None
+        return self.loc(key, index) if isinstance(raw, list) else self.loc(key)
+
+
+class Workflow(Node):
+    ref: str
+    label: str | None = None
+    description: str | None = None
+    version: str | None = None
+    parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    output: dict[str, Any] | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    tasks: tuple[Task, ...] = Field(min_length=1)
+    output_map: Any = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+    _version = field_validator("version", mode="before")(lambda v: None if v is None else str(v))
+
+    @property
+    def pack(self) -> str:
+        return self.ref.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.ref.split(".", 1)[-1]
+
+
+class Action(Node):
+    name: str
+    runner_type: RunnerType
+    entry_point: str = ""
+    description: str | None = None
+    enabled: bool = True
+    parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    output: dict[str, Any] | None = None
+
+
+class Pack(Node):
+    ref: str
+    label: str | None = None
+    description: str | None = None
+    version: str | None = None
+    dependencies: tuple[str, ...] = ()
+
+    _version = field_validator("version", mode="before")(lambda v: None if v is None else str(v))
+
+    @field_validator("ref")
+    @classmethod
+    def _ref_pattern(cls, value: str) -> str:
+        if not PACK_REF_PATTERN.match(value):
+            raise ValueError(f"pack ref '{value}' must match ^[a-z0-9_]+$")
+        return value
+
+
+def parameters_schema(parameters: dict[str, dict[str, Any]], closed: bool = True) -> dict[str, Any]:
+    """Turn Attune's properties-with-inline-`required` into one JSON-Schema object."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, prop in parameters.items():
+        prop = dict(prop)
+        if prop.pop("required", False) is True:
+            required.append(name)
+        prop.pop("secret", None)
+        properties[name] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _model_for_path(root: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel]:
+    """Which model class an error path ends in (to suggest its field names)."""
+    model = root
+    for step in path[:-1]:
+        field = model.model_fields.get(step) if isinstance(step, str) else None
+        if field is None:
+            continue
+        for candidate in (Task, Retry, DecisionBranch):
+            if candidate.__name__ in repr(field.annotation):
+                model = candidate
+                break
+    return model
+
+
+def _data_path(data: Any, loc: tuple[Any, ...], keep_last: bool) -> list[Any]:
+    """The steps of a pydantic error path that exist in the data (drops union-member tags)."""
+    path: list[Any] = []
+    node = data
+    for index, step in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(node, (dict, list)) and not isinstance(step, bool):
+            try:
+                node = node[step]
+                path.append(step)
+                continue
+            except (KeyError, IndexError, TypeError):
+                pass
+        if last and keep_last:
+            path.append(step)
+    return path
+
+
+def _describe(error: Any, path: list[Any], root: type[BaseModel]) -> str:
+    dotted = ".".join(str(p) for p in path) or "document"
+    if error["type"] == "extra_forbidden":
+        key = str(path[-1])
+        options = _field_names(_model_for_path(root, tuple(path)))
+        close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown key '{key}'{hint}"
+    if error["type"] == "missing":
+        return f"missing required key '{dotted}'"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"invalid value for '{dotted}': {message}"
+
+
+def _error_location(data: Any, error: Any, path: list[Any], fallback: Location) -> Location:
+    if error["type"] in ("extra_forbidden", "missing") and path:
+        parent: Any = data
+        for step in path[:-1]:
+            parent = parent[step]
+        if error["type"] == "missing":
+            return getattr(parent, "loc", fallback)
+        return key_location(parent, path[-1], locate(data, path[:-1], fallback))
+    return locate(data, path, fallback)
+
+
+def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, list[Problem]]:
+    """Build `cls` from YAML data, or return every problem with its file position."""
+    if not isinstance(data, dict):
+        where = getattr(data, "loc", fallback)
+        found = "an empty file" if data is None else type(data).__name__
+        return None, [Problem(where, f"expected a mapping at the top of the file, found {found}")]
+    try:
+        return cls.model_validate(data), []
+    except pydantic.ValidationError as exc:
+        problems: dict[Location, Problem] = {}
+        errors = exc.errors()
+        deeper = {tuple(e["loc"][:i]) for e in errors for i in range(len(e["loc"]))}
+        for error in errors:
+            if error["type"] == "too_short" and tuple(error["loc"]) in deeper:
+                continue  # pydantic's follow-up to a failed item, not a problem of its own
+            keep_last = error["type"] in ("extra_forbidden", "missing")
+            path = _data_path(data, tuple(error["loc"]), keep_last)
+            where = _error_location(data, error, path, fallback)
+            problems.setdefault(where, Problem(where, _describe(error, path, cls)))
+        return None, sorted(problems.values(), key=lambda p: p.location)

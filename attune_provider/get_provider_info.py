@@ -1,0 +1,42 @@
+"""Provider metadata for Airflow's `apache_airflow_provider` entry point (hand-written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-attune",
+        "name": "Attune",
+        "description": "Compile declarative Attune workflow packs (YAML) into Apache Airflow DAGs.",
+        "versions": ["0.1.0"],
+        "config": {
+            "attune": {
+                "description": "Attune for Airflow: where packs are and how they are loaded.",
+                "options": {
+                    "packs_path": {
+                        "description": "':'-separated directories holding packs (else ./packs).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/packs",
+                        "default": None,
+                    },
+                    "max_file_bytes": {
+                        "description": "Largest pack file accepted, in bytes.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "1048576",
+                        "default": "1048576",
+                    },
+                    "max_subworkflow_depth": {
+                        "description": "How deeply subworkflows may nest.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "5",
+                        "default": "5",
+                    },
+                },
+            }
+        },
+    }

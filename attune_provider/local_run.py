@@ -1,0 +1,140 @@
+"""Running one workflow once through Airflow's `dag.test()`, and reading what happened.
+
+Shared by `attune-airflow run` and the test-suite, so both exercise the same path: the
+workflow is validated, its parameters checked, the DAG built and run in-process on the
+metadata database of AIRFLOW_HOME (migrated when new), then the outcome is read back
+from the task instances and the `attune_outcome` task's XComs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attune_provider.dag_factory.loader import load_catalog
+from attune_provider.dag_factory.parameters import check_values
+from attune_provider.dag_factory.plan import WorkflowPlan, build_plan
+from attune_provider.dag_factory.source import Location, Problem
+from attune_provider.dag_factory.spec import OUTCOME_TASK_ID
+from attune_provider.dag_factory.validator import validate_catalog
+from attune_provider.exceptions import ParameterError, ValidationError
+
+PACKAGE_DAGS_FOLDER = Path(__file__).resolve().parent / "airflow_dags"
+
+
+@dataclass
+class TaskRun:
+    """One task of a finished run as the `run` command reports it."""
+
+    task_id: str
+    status: str
+    attempts: int = 0
+    duration: float | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class RunResult:
+    workflow: str
+    run_id: str
+    status: str
+    tasks: dict[str, TaskRun] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    output: Any = None
+    xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON object of LANGUAGE.md section 6."""
+        return {
+            "workflow": self.workflow,
+            "run_id": self.run_id,
+            "status": self.status,
+            "tasks": {task_id: task.status for task_id, task in self.tasks.items()},
+            "vars": self.vars,
+            "output": self.output,
+        }
+
+    def xcom(self, task_id: str, key: str = "return_value") -> Any:
+        return self.xcoms.get((task_id, key))
+
+
+def prepare_environment(packs_paths: Sequence[Path]) -> None:
+    """Point this process's Airflow at the packs; call before Airflow is imported.
+
+    The DAG file Airflow parses for the run is the provider's own (it reads the packs
+    path from ATTUNE_PACKS_PATH) unless AIRFLOW__CORE__DAGS_FOLDER is already set.
+    """
+    os.environ["ATTUNE_PACKS_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in packs_paths)
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PACKAGE_DAGS_FOLDER))
+    os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+
+def ensure_database() -> None:
+    """Create or upgrade the metadata database of AIRFLOW_HOME (a no-op when current)."""
+    from airflow.utils import db
+
+    db.upgradedb()
+
+
+def resolve(ref: str, packs_paths: Sequence[Path], max_depth: int = 5) -> WorkflowPlan:
+    """The validated plan of workflow `ref`, or ValidationError naming every problem."""
+    catalog = load_catalog(packs_paths)
+    report = validate_catalog(catalog, max_depth=max_depth)
+    entry = catalog.workflows.get(ref)
+    if entry is None:
+        where = Location(", ".join(str(p) for p in packs_paths) or ".")
+        raise ValidationError([Problem(where, f"unknown workflow '{ref}'")])
+    if ref in report.invalid_workflows:
+        raise ValidationError(report.invalid_workflows[ref])
+    return build_plan(entry, catalog)
+
+
+def check_parameters(plan: WorkflowPlan, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters with defaults, or ParameterError naming the parameter and the file."""
+    try:
+        return check_values(plan.params_schema, params)
+    except ParameterError as exc:
+        raise ParameterError(f"{plan.workflow.loc('parameters')}: {exc}") from None
+
+
+def run_workflow(ref: str, packs_paths: Sequence[Path], params: Mapping[str, Any]) -> RunResult:
+    """Validate, check parameters, run through `dag.test()`, and collect the result."""
+    plan = resolve(ref, packs_paths)
+    check_parameters(plan, params)
+    from attune_provider.dag_factory.compiler import build_dag
+
+    dag = build_dag(plan)
+    ensure_database()
+    dag_run = dag.test(run_conf=dict(params))
+    return collect(plan, dag_run.run_id)
+
+
+def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
+    """Read task states and XComs of a finished run from the metadata database."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=plan.ref, run_id=run_id).all()
+        rows = session.query(XComModel).filter_by(dag_id=plan.ref, run_id=run_id).all()
+        xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
+        tis_by_id = {ti.task_id: ti for ti in tis}
+    status = xcoms.get((OUTCOME_TASK_ID, "status")) or "failed"
+    result = RunResult(plan.ref, run_id, status, vars=xcoms.get((OUTCOME_TASK_ID, "vars")) or {})
+    result.output = xcoms.get((OUTCOME_TASK_ID, "return_value"))
+    result.xcoms = xcoms
+    reported = xcoms.get((OUTCOME_TASK_ID, "tasks")) or {}
+    for name in plan.tasks:
+        task_id = plan.task_ids[name]
+        outcome = xcoms.get((task_id, "attune")) or {}
+        ti = tis_by_id.get(task_id)
+        duration = ti.duration if ti is not None else None
+        attempts = (ti.try_number if ti is not None else 0) if outcome.get("status") != "skipped" else 0
+        task_status = reported.get(task_id) or outcome.get("status") or "skipped"
+        result.tasks[task_id] = TaskRun(task_id, task_status, attempts, duration, outcome.get("error"))
+    return result

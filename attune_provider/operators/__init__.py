@@ -1,0 +1,1 @@
+"""What runs inside Airflow tasks: the Attune task operator, the outcome task, runners."""

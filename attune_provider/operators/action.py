@@ -1,0 +1,95 @@
+"""The Airflow task of one plain Attune task: gate, render, run, publish, route.
+
+Every non-entry task runs with trigger rule `all_done` and decides for itself, from its
+predecessors' `attune` XComs, whether a transition routed to it (else it is skipped).
+Its outcome and the targets it fired are pushed for the tasks after it; the Airflow
+state mirrors the outcome: failed and timed-out tasks are red even when handled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
+
+from attune_provider.dag_factory.expressions import TemplateRenderError, render
+from attune_provider.dag_factory.graph import FAILED, TIMEOUT
+from attune_provider.dag_factory.parameters import check_values
+from attune_provider.dag_factory.plan import ActionPlan
+from attune_provider.exceptions import ParameterError
+from attune_provider.operators.base import AttuneOperator, own_scope
+from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of
+from attune_provider.operators.runners.registry import get_runner
+
+
+class AttuneTaskFailed(AirflowException):
+    """The action failed; the message is the action's error."""
+
+
+class ActionRunMixin:
+    """Validating input and running an action, with the error kept for `retry.on_error`."""
+
+    task_name: str
+    error_scope: dict[str, Any] | None
+    _runner: Runner | None
+
+    def call_action(self, action: ActionPlan | None, raw_input: Any, timeout: float | None) -> Any:
+        if action is None:
+            raise ActionFailed({"type": "ConfigurationError", "message": f"no action for {self.task_name}"})
+        if not isinstance(raw_input, dict):
+            raise ParameterError("task input must render to a mapping")
+        params = check_values(action.input_schema, raw_input, what="input")
+        self._runner = get_runner(action.runner_type)
+        return self._runner.run(Invocation(action, params, self.task_name, timeout))
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.kill()
+
+
+def classify(exc: BaseException, timeout: float | None, name: str) -> tuple[str, dict[str, Any], Any]:
+    """(status, error, result) of a failed execution."""
+    if isinstance(exc, AirflowTaskTimeout):
+        return (
+            TIMEOUT,
+            {"type": "timeout", "message": f"task '{name}' exceeded its timeout of {timeout:g}s"},
+            None,
+        )
+    if isinstance(exc, ActionFailed):
+        return FAILED, exc.error, exc.result
+    return FAILED, error_of(exc), None
+
+
+FAILURES = (AirflowTaskTimeout, ActionFailed, TemplateRenderError, ParameterError)
+
+
+class AttuneTaskOperator(ActionRunMixin, AttuneOperator):
+    """Runs one Attune task that calls an action."""
+
+    template_fields = ("input",)
+    overwrite_rtif_after_execution = True
+    ui_color = "#e8f1fb"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.input: Any = dict(self.spec.input)
+        self.error_scope = None
+        self._runner = None
+
+    def execute(self, context: Any) -> Any:
+        builder = self.scope_builder(context)
+        scope, vars_ = self.open_gate(context, builder)
+        try:
+            self.input = render(dict(self.spec.input), scope)
+            result = self.call_action(self.plan.actions.get(self.task_name), self.input, self.spec.timeout)
+            self.succeed(context, scope, vars_, result)
+        except FAILURES as exc:
+            status, error, result = classify(exc, self.spec.timeout, self.task_name)
+            self.error_scope = own_scope(
+                scope, self.task_name, {"status": status, "result": result, "error": error}
+            )
+            self.report_failure(context, status, error, result)
+            if isinstance(exc, AirflowTaskTimeout):
+                raise
+            raise AttuneTaskFailed(f"{error.get('type')}: {error.get('message')}") from exc
+        return result

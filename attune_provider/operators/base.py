@@ -1,0 +1,139 @@
+"""What every Attune operator shares: the plan, the gate, and finishing a task.
+
+The gate is LANGUAGE.md's "a task with inbound transitions runs once ... if at least one
+inbound transition fired (`join: all`: if all fired); otherwise it is skipped", then its
+`when`. Finishing is "publish in order after success, then `decision`, then push the
+outcome and the targets it fired" for the tasks after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from attune_provider.dag_factory.expressions import render, truthy
+from attune_provider.dag_factory.graph import SKIPPED, SUCCEEDED, fired_targets
+from attune_provider.dag_factory.plan import WorkflowPlan
+from attune_provider.dag_factory.spec import Task
+from attune_provider.exceptions import ParameterError
+from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
+from attune_provider.operators.scope import SubworkflowNotStarted, TaskScopeBuilder
+
+
+class SelfOverlay(Mapping[str, Any]):
+    """The `task` scope with one task's own current outcome (for `publish`, `on_error`)."""
+
+    def __init__(self, base: Mapping[str, Any], name: str, own: dict[str, Any]) -> None:
+        self._base, self._name, self._own = base, name, own
+
+    def __getitem__(self, key: str) -> Any:
+        return self._own if key == self._name else self._base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
+def own_scope(scope: dict[str, Any], name: str, own: dict[str, Any]) -> dict[str, Any]:
+    return {**scope, "task": SelfOverlay(scope["task"], name, own)}
+
+
+class AttuneOperator(BaseOperator):
+    """Base of the operators a workflow compiles to; `task_name` is the Attune task."""
+
+    shallow_copy_attrs = ("plan",)
+
+    def __init__(self, *, plan: WorkflowPlan, task_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.task_name = task_name
+
+    @property
+    def spec(self) -> Task:
+        return self.plan.tasks[self.task_name]
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Never let Airflow's Jinja touch user strings: Attune renders in `execute`."""
+
+    def scope_builder(self, context: Any, plan: WorkflowPlan | None = None) -> TaskScopeBuilder:
+        try:
+            return TaskScopeBuilder(plan or self.plan, context)
+        except SubworkflowNotStarted:
+            self.skip(context, "the subworkflow did not start")
+            raise
+        except ParameterError as exc:
+            raise AirflowFailException(f"invalid parameters for {(plan or self.plan).ref}: {exc}")
+
+    # -- the gate ------------------------------------------------------------------
+
+    @property
+    def gate_name(self) -> str:
+        """Whose inbound transitions decide: a parallel member's group, else the task."""
+        return self.plan.group_of.get(self.task_name, self.task_name)
+
+    def routed_to(self, builder: TaskScopeBuilder) -> bool:
+        gate = self.gate_name
+        predecessors = self.plan.graph.predecessors.get(gate, [])
+        if not predecessors:
+            return True
+        fired = [p for p in predecessors if gate in builder.outcomes[p].next]
+        self.log.info("inbound transitions fired by %s (of %s)", fired, predecessors)
+        if self.plan.tasks[gate].join == "all":
+            return len(fired) == len(predecessors)
+        return bool(fired)
+
+    def open_gate(self, context: Any, builder: TaskScopeBuilder) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Skip unless routed to and `when` holds; return (scope, vars) for the task."""
+        if not self.routed_to(builder):
+            self.skip(context, "no inbound transition fired")
+        vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+        scope = builder.scope(vars_)
+        for name in dict.fromkeys((self.gate_name, self.task_name)):
+            condition = self.plan.tasks[name].when
+            if condition is not None and not truthy(render(condition, scope)):
+                self.skip(context, f"the `when` of '{name}' is false")
+        return scope, vars_
+
+    def skip(self, context: Any, reason: str) -> None:
+        self.push(context, Outcome(SKIPPED, ended_at=time.time()))
+        raise AirflowSkipException(reason)
+
+    # -- finishing -----------------------------------------------------------------
+
+    def push(self, context: Any, outcome: Outcome) -> None:
+        context["ti"].xcom_push(key=OUTCOME_KEY, value=outcome.to_xcom())
+
+    def succeed(
+        self, context: Any, scope: dict[str, Any], vars_: dict[str, Any], result: Any, **extra: Any
+    ) -> Outcome:
+        """Publish, decide, push: the success path of LANGUAGE.md section 3."""
+        own = {"status": SUCCEEDED, "result": result, "error": None, **extra}
+        current = dict(vars_)
+        published: dict[str, Any] = {}
+        for name, template in self.spec.publishes:
+            published[name] = render(template, {**own_scope(scope, self.task_name, own), "vars": current})
+            current[name] = published[name]
+        chosen = None
+        decide_scope = {**own_scope(scope, self.task_name, own), "vars": current}
+        for branch in self.spec.decision:
+            if branch.default is not None or truthy(render(branch.when, decide_scope)):
+                chosen = branch.target
+                break
+        targets = fired_targets(self.spec, SUCCEEDED, chosen)
+        attempts = context["ti"].try_number
+        outcome = Outcome(SUCCEEDED, result, None, targets, published, time.time(), attempts, **extra)
+        self.push(context, outcome)
+        if published:
+            context["ti"].xcom_push(key="vars", value=current)
+        return outcome
+
+    def report_failure(self, context: Any, status: str, error: dict[str, Any], result: Any = None) -> None:
+        targets = fired_targets(self.spec, status)
+        ended = time.time()
+        self.push(context, Outcome(status, result, error, targets, {}, ended, context["ti"].try_number))

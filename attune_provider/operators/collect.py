@@ -1,0 +1,92 @@
+"""The `attune_outcome` task of a with_items task or a parallel group.
+
+It turns many Airflow task instances (mapped executions, or group members) into the one
+outcome the Attune task has: failed when any execution or member failed, else succeeded
+with the results in item order (or by member), and then publishes, decides and routes
+exactly like a plain task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT
+from attune_provider.operators.base import AttuneOperator
+from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
+from attune_provider.operators.scope import TaskScopeBuilder
+
+
+class GroupFailed(AirflowException):
+    """Some executions or members of the task failed."""
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+class GroupOutcomeOperator(AttuneOperator):
+    """Decides the outcome of a with_items task or a parallel group."""
+
+    ui_color = "#f3e8fb"
+
+    def execute(self, context: Any) -> Any:
+        builder = self.scope_builder(context)
+        if self.plan.kind(self.task_name) == "with_items":
+            status, result, error, total = self._executions(context)
+        else:
+            status, result, error, total = self._members(builder)
+        if status == SKIPPED:
+            self.push(context, Outcome(SKIPPED))
+            raise AirflowSkipException(f"'{self.task_name}' did not run")
+        if status != SUCCEEDED:
+            self.report_failure(context, status, error or {}, result)
+            raise GroupFailed(
+                f"{error.get('type') if error else ''}: {error.get('message') if error else ''}"
+            )
+        vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+        extra = {"total_count": total} if total is not None else {}
+        self.succeed(context, builder.scope(vars_), vars_, result, **extra)
+        return result
+
+    def _executions(self, context: Any) -> tuple[str, Any, dict[str, Any] | None, int | None]:
+        ti = context["ti"]
+        base = self.plan.airflow_id(self.task_name)
+        early = Outcome.from_xcom(ti.xcom_pull(task_ids=f"{base}.items", key=OUTCOME_KEY, map_indexes=None))
+        if early is not None:  # the list was never made: skipped, or failed to render
+            return early.status, None, early.error, None
+        meta = ti.xcom_pull(task_ids=f"{base}.items", key="items", map_indexes=None)
+        if meta is None:
+            return FAILED, None, {"type": "TaskDied", "message": "the items step ended without a list"}, None
+        pulled = [
+            Outcome.from_xcom(v) for v in _as_list(ti.xcom_pull(task_ids=f"{base}.run", key=OUTCOME_KEY))
+        ]
+        by_index = {o.index: o for o in pulled if o is not None}
+        outcomes = [
+            by_index.get(i) or Outcome(FAILED, error={"type": "TaskDied"}) for i in range(meta["executions"])
+        ]
+        results = [o.result for o in outcomes]
+        failed = [(i, o) for i, o in enumerate(outcomes) if o.status != SUCCEEDED]
+        if failed:
+            first_index, first = failed[0]
+            message = (
+                f"{len(failed)} of {len(outcomes)} executions failed; "
+                f"first, index {first_index}: {(first.error or {}).get('message', '')}"
+            )
+            status = TIMEOUT if all(o.status == TIMEOUT for _, o in failed) else FAILED
+            return status, results, {"type": "ItemsFailed", "message": message, "index": first_index}, None
+        return SUCCEEDED, results, None, int(meta.get("total_count", len(results)))
+
+    def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
+        outcomes = {m.name: builder.outcomes[m.name] for m in self.spec.tasks}
+        if all(o.status == SKIPPED for o in outcomes.values()):
+            return SKIPPED, None, None, None
+        results = {name: o.result for name, o in outcomes.items()}
+        failed = [name for name, o in outcomes.items() if o.status in (FAILED, TIMEOUT)]
+        if failed:
+            message = "member(s) failed: " + ", ".join(failed)
+            return FAILED, results, {"type": "ParallelFailed", "message": message, "members": failed}, None
+        return SUCCEEDED, results, None, None

@@ -1,0 +1,101 @@
+"""`with_items` as Airflow dynamic task mapping.
+
+A with_items task compiles to a TaskGroup named after it: `items` (gate, `when`, render
+the list, split batches, render each execution's input) -> `run`, mapped with one task
+instance per item or batch (each with the task's retries and timeout) -> `attune_outcome`
+(see collect.py), which turns the executions into the task's one outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
+
+from attune_provider.dag_factory.expressions import render
+from attune_provider.dag_factory.graph import FAILED, SUCCEEDED
+from attune_provider.operators.action import FAILURES, ActionRunMixin, AttuneTaskFailed, classify
+from attune_provider.operators.base import AttuneOperator, own_scope
+from attune_provider.operators.outcomes import Outcome
+
+
+def max_map_length() -> int:
+    """Airflow's `[core] max_map_length`: more mapped instances than this are refused."""
+    try:
+        from airflow.sdk.configuration import conf
+
+        return conf.getint("core", "max_map_length", fallback=1024)
+    except Exception:  # noqa: BLE001 - the documented default
+        return 1024
+
+
+def batches(items: list[Any], size: int | None) -> list[Any]:
+    if size is None:
+        return items
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class ItemsOperator(AttuneOperator):
+    """Renders the list and one input per execution; returns them for `expand`."""
+
+    ui_color = "#e8f1fb"
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        builder = self.scope_builder(context)
+        scope, vars_ = self.open_gate(context, builder)
+        try:
+            items = render(self.spec.with_items, scope)
+            if items is None:
+                items = []
+            if not isinstance(items, list):
+                raise AttuneTaskFailed(f"with_items must render to a list, got {type(items).__name__}")
+            calls = []
+            for index, item in enumerate(batches(items, self.spec.batch_size)):
+                item_scope = {**scope, "item": item, "index": index}
+                calls.append({"index": index, "input": render(dict(self.spec.input), item_scope)})
+        except (*FAILURES, AttuneTaskFailed) as exc:
+            status, error, _ = classify(exc, None, self.task_name)
+            self.report_failure(context, status, error)
+            raise AttuneTaskFailed(f"{error.get('type')}: {error.get('message')}") from exc
+        limit = max_map_length()
+        if len(calls) > limit:
+            message = (
+                f"with_items of '{self.task_name}' has {len(calls)} executions, more than Airflow's "
+                f"[core] max_map_length of {limit}: use batch_size or raise max_map_length"
+            )
+            self.report_failure(context, FAILED, {"type": "TooManyItems", "message": message})
+            raise AttuneTaskFailed(message)
+        context["ti"].xcom_push(key="items", value={"total_count": len(items), "executions": len(calls)})
+        return calls
+
+
+class ItemOperator(ActionRunMixin, AttuneOperator):
+    """One execution of a with_items task (a mapped task instance)."""
+
+    template_fields = ("call",)
+    overwrite_rtif_after_execution = True
+    ui_color = "#d5e6f7"
+
+    def __init__(self, *, call: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.call = call
+        self.error_scope = None
+        self._runner = None
+
+    def execute(self, context: Any) -> Any:
+        index = self.call["index"]
+        try:
+            result = self.call_action(
+                self.plan.actions.get(self.task_name), self.call["input"], self.spec.timeout
+            )
+        except FAILURES as exc:
+            status, error, result = classify(exc, self.spec.timeout, self.task_name)
+            own = {"status": status, "result": result, "error": error}
+            if self.spec.retry is not None and self.spec.retry.on_error is not None:
+                self.error_scope = own_scope(self.scope_builder(context).scope({}), self.task_name, own)
+            self.push(context, Outcome(status, result, error, attempts=context["ti"].try_number, index=index))
+            if isinstance(exc, AirflowTaskTimeout):
+                raise
+            raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
+        self.push(context, Outcome(SUCCEEDED, result, attempts=context["ti"].try_number, index=index))
+        return result

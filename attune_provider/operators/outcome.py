@@ -1,0 +1,126 @@
+"""The last task of every compiled workflow: decides the outcome, renders `output_map`.
+
+Airflow marks a DAG run successful when its leaf tasks succeed, whatever happened
+upstream; this single `all_done` leaf makes the DAG run's state the workflow's outcome
+(LANGUAGE.md section 3, "Workflow outcome"). For a subworkflow it also reports back to
+the calling task: the child's output is that task's result, its outcome the task's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from attune_provider.dag_factory.expressions import TemplateRenderError, render
+from attune_provider.dag_factory.graph import FAILED, SKIPPED, TIMEOUT, handles
+from attune_provider.dag_factory.plan import WorkflowPlan
+from attune_provider.operators.base import AttuneOperator
+from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
+from attune_provider.operators.scope import SUBWORKFLOW_INPUT, TaskScopeBuilder
+
+
+class WorkflowOutcomeOperator(AttuneOperator):
+    """Pushes `status`, `tasks`, `vars` and returns the rendered `output_map`.
+
+    `workflow` is the plan being concluded; for a subworkflow, `plan`/`task_name` are the
+    calling task's, and that task's outcome is pushed here too.
+    """
+
+    shallow_copy_attrs = ("plan", "workflow")
+    ui_color = "#f3e8fb"
+
+    def __init__(self, *, workflow: WorkflowPlan, **kwargs: Any) -> None:
+        if workflow.parent is not None:
+            kwargs.setdefault("plan", workflow.parent[0])
+            kwargs.setdefault("task_name", workflow.parent[1])
+        else:
+            kwargs.setdefault("plan", workflow)
+            kwargs.setdefault("task_name", "")
+        super().__init__(**kwargs)
+        self.workflow = workflow
+
+    def execute(self, context: Any) -> Any:
+        ti = context["ti"]
+        if self.workflow.parent is not None:
+            self._check_started(context)
+        try:
+            builder = TaskScopeBuilder(self.workflow, context)
+        except Exception as exc:  # noqa: BLE001 - bad parameters: the workflow fails
+            self._report(ti, FAILED, {}, {}, None)
+            return self._conclude(context, [f"invalid parameters: {exc}"], None)
+        outcomes = {name: builder.outcomes[name] for name in self.workflow.tasks}
+        reasons = self._failures(outcomes)
+        vars_ = builder.vars_after(list(self.workflow.tasks))
+        output, output_problem = self._output(builder, vars_)
+        if output_problem:
+            reasons.append(output_problem)
+        tasks = {self.workflow.task_ids[name]: outcome.status for name, outcome in outcomes.items()}
+        self._report(ti, FAILED if reasons else "succeeded", tasks, vars_, output)
+        return self._conclude(context, reasons, output)
+
+    def _check_started(self, context: Any) -> None:
+        """A subworkflow whose input step was skipped or failed ends the same way."""
+        value = context["ti"].xcom_pull(
+            task_ids=self.workflow.prefix + SUBWORKFLOW_INPUT, key=OUTCOME_KEY, map_indexes=None
+        )
+        early = Outcome.from_xcom(value)
+        if early is not None and early.status == SKIPPED:
+            self.push(context, Outcome(SKIPPED))
+            raise AirflowSkipException(f"'{self.task_name}' did not run")
+        if early is not None:
+            self.report_failure(context, early.status, early.error or {})
+            raise AirflowFailException(f"subworkflow {self.workflow.ref} did not start: {early.error}")
+
+    def _conclude(self, context: Any, reasons: list[str], output: Any) -> Any:
+        if self.workflow.parent is not None:
+            self._report_to_parent(context, reasons, output)
+        if reasons:
+            raise AirflowFailException(f"workflow {self.workflow.ref} failed: " + "; ".join(reasons))
+        self.log.info("workflow %s succeeded", self.workflow.ref)
+        return output
+
+    def _report_to_parent(self, context: Any, reasons: list[str], output: Any) -> None:
+        if reasons:
+            error = {"type": "WorkflowFailed", "message": "; ".join(reasons)}
+            self.report_failure(context, FAILED, error, output)
+            return
+        builder = self.scope_builder(context)
+        vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+        self.succeed(context, builder.scope(vars_), vars_, output)
+
+    def _failures(self, outcomes: Mapping[str, Outcome]) -> list[str]:
+        reasons = []
+        for task in self.workflow.workflow.tasks:
+            outcome = outcomes[task.name]
+            if "fail" in outcome.next:
+                reasons.append(f"task '{task.name}' reached 'fail'")
+            elif outcome.status in (FAILED, TIMEOUT) and not handles(task, outcome.status):
+                reasons.append(f"task '{task.name}' {outcome.status} and no transition handles it")
+        return reasons
+
+    def _output(self, builder: TaskScopeBuilder, vars_: dict[str, Any]) -> tuple[Any, str | None]:
+        output_map = self.workflow.workflow.output_map
+        if output_map is None:
+            return None, None
+        try:
+            output = render(output_map, builder.scope(vars_))
+        except TemplateRenderError as exc:
+            return None, f"output could not be rendered: {exc}"
+        schema = self.workflow.workflow.output
+        if schema:
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(schema).iter_errors(output)
+            )
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "output"
+                return output, f"output does not match its schema at {where}: {error.message}"
+        return output, None
+
+    def _report(self, ti: Any, status: str, tasks: dict, vars_: dict, output: Any) -> None:
+        ti.xcom_push(key="status", value=status)
+        ti.xcom_push(key="tasks", value=tasks)
+        ti.xcom_push(key="vars", value=vars_)
+        ti.xcom_push(key="return_value", value=output)

@@ -1,0 +1,41 @@
+"""The contract every runner follows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from attune_provider.dag_factory.plan import ActionPlan
+
+
+class ActionFailed(Exception):
+    """The action ran and failed; `error` is `{type, message}`, `result` is kept if any."""
+
+    def __init__(self, error: dict[str, Any], result: Any = None) -> None:
+        super().__init__(error.get("message", ""))
+        self.error = error
+        self.result = result
+
+
+@dataclass
+class Invocation:
+    """One execution of an action inside a task."""
+
+    action: ActionPlan
+    params: dict[str, Any]
+    task_name: str
+    timeout: float | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    def run(self, invocation: Invocation) -> Any:
+        """Run the action and return its (JSON-serialisable) result, or raise ActionFailed."""
+
+    def kill(self) -> None:
+        """Stop whatever the runner started (timeout or cancellation)."""
+
+
+def error_of(exc: BaseException) -> dict[str, Any]:
+    """An exception as the `{type, message}` error of LANGUAGE.md."""
+    return {"type": type(exc).__name__, "message": str(exc)}

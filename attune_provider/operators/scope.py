@@ -1,0 +1,157 @@
+"""The template scopes of LANGUAGE.md section 4, built inside a running task.
+
+`parameters`, `vars`, `task`, `pack.config`, `system` and `kv` as Airflow provides them:
+parameters from the DAG run, outcomes from XCom, pack config and key-value data from
+Airflow Variables (read only when a template asks for them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
+
+from attune_provider.dag_factory.expressions import render
+from attune_provider.dag_factory.parameters import check_values, with_defaults
+from attune_provider.dag_factory.plan import WorkflowPlan
+from attune_provider.exceptions import ParameterError
+from attune_provider.operators.outcomes import OutcomeReader, merged_vars
+from attune_provider.operators.secrets import mask
+
+PACK_CONFIG_VARIABLE = "attune_pack_config__{pack}"
+
+
+class KeyValue:
+    """`kv.get(key, default=...)` and `kv.get_secret(key)` over Airflow Variables."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        from airflow.sdk import Variable
+
+        return Variable.get(key, default=default)
+
+    def get_secret(self, key: str) -> Any:
+        from airflow.sdk import Variable
+
+        value = Variable.get(key)
+        mask(value)
+        return value
+
+
+def load_pack_config(plan: WorkflowPlan) -> dict[str, Any]:
+    """Schema defaults overridden by the `attune_pack_config__<pack>` Variable, validated."""
+    from airflow.sdk import Variable
+
+    schema = plan.config_schema or {"type": "object"}
+    raw = Variable.get(PACK_CONFIG_VARIABLE.format(pack=plan.pack), default=None)
+    overrides: Any = {}
+    if raw:
+        overrides = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(overrides, dict):
+            raise ParameterError(
+                f"Variable {PACK_CONFIG_VARIABLE.format(pack=plan.pack)} is not a JSON object"
+            )
+    for key in plan.secret_config_keys:
+        if key in overrides:
+            mask(overrides[key])
+    config = check_values(schema, with_defaults(schema, overrides), what="pack config key")
+    for key in plan.secret_config_keys:
+        mask(config.get(key))
+    return config
+
+
+class _LazyPack(Mapping[str, Any]):
+    """`pack.config` read from Variables only when a template touches it."""
+
+    def __init__(self, plan: WorkflowPlan) -> None:
+        self._plan = plan
+
+    @cached_property
+    def _config(self) -> dict[str, Any]:
+        return load_pack_config(self._plan)
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "config":
+            return self._config
+        if key == "ref":
+            return self._plan.pack
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("ref", "config"))
+
+    def __len__(self) -> int:
+        return 2
+
+
+SUBWORKFLOW_INPUT = "input"
+
+
+class SubworkflowNotStarted(Exception):
+    """The calling task's input step did not produce parameters: the child does not run."""
+
+
+def run_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's parameters with defaults, checked against the workflow (raises ParameterError).
+
+    A subworkflow's parameters are what its calling task's `input` step rendered.
+    """
+    if plan.parent is not None:
+        given = context["ti"].xcom_pull(task_ids=plan.prefix + SUBWORKFLOW_INPUT, map_indexes=None)
+        if given is None:
+            raise SubworkflowNotStarted(plan.ref)
+        return check_values(plan.params_schema, given)
+    dag_run = context.get("dag_run")
+    conf = dict(getattr(dag_run, "conf", None) or {})
+    params = dict(context.get("params") or {})
+    declared = plan.workflow.parameters
+    values = {k: v for k, v in params.items() if k in declared}
+    values.update(conf)
+    given = {k: v for k, v in values.items() if not (v is None and k in declared and k not in conf)}
+    return check_values(plan.params_schema, given)
+
+
+def system_scope(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, Any]:
+    dag_run = context.get("dag_run")
+    login = getattr(dag_run, "triggering_user_name", None)
+    return {
+        "execution_id": getattr(dag_run, "run_id", None),
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "workflow": plan.ref,
+        "identity": {"login": login},
+    }
+
+
+class TaskScopeBuilder:
+    """Everything a task's templates can see, built once per task execution."""
+
+    def __init__(self, plan: WorkflowPlan, context: Mapping[str, Any]) -> None:
+        self.plan = plan
+        self.context = context
+        self.parameters = run_parameters(plan, context)
+        self.outcomes = OutcomeReader(context["ti"], plan)
+        self.pack = _LazyPack(plan)
+        self.system = system_scope(plan, context)
+        self.kv = KeyValue()
+
+    def initial_vars(self) -> dict[str, Any]:
+        """`vars:` initial values, rendered (they may use parameters, pack config, system)."""
+        base = {"parameters": self.parameters, "pack": self.pack, "system": self.system, "kv": self.kv}
+        rendered = render(dict(self.plan.workflow.vars), base)
+        return dict(rendered)
+
+    def vars_after(self, names: list[str]) -> dict[str, Any]:
+        """Initial vars, then what the succeeded tasks among `names` published, in end order."""
+        return merged_vars(self.initial_vars(), self.outcomes, names)
+
+    def scope(self, vars_: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        return {
+            "parameters": self.parameters,
+            "vars": vars_,
+            "task": self.outcomes.scope(),
+            "pack": self.pack,
+            "system": self.system,
+            "kv": self.kv,
+            **extra,
+        }

@@ -1,0 +1,42 @@
+"""The first step of a subworkflow task: gate, then render the input as its parameters.
+
+The child workflow's tasks are compiled into the calling task's TaskGroup (they cannot
+wait on another DAG run under `airflow dags test`); they read their parameters from this
+step's return value, and the child's `attune_outcome` reports back to the parent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attune_provider.dag_factory.expressions import TemplateRenderError, render
+from attune_provider.dag_factory.parameters import check_values
+from attune_provider.exceptions import ParameterError
+from attune_provider.operators.action import AttuneTaskFailed
+from attune_provider.operators.base import AttuneOperator
+from attune_provider.operators.runners.base import error_of
+
+
+class SubworkflowInputOperator(AttuneOperator):
+    """Returns the child workflow's parameters (defaults applied, checked)."""
+
+    template_fields = ("input",)
+    overwrite_rtif_after_execution = True
+    ui_color = "#e8f1fb"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.input: Any = dict(self.spec.input)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        builder = self.scope_builder(context)
+        scope, _ = self.open_gate(context, builder)
+        child = self.plan.children[self.task_name]
+        try:
+            self.input = render(dict(self.spec.input), scope)
+            if not isinstance(self.input, dict):
+                raise ParameterError("task input must render to a mapping")
+            return check_values(child.params_schema, self.input)
+        except (TemplateRenderError, ParameterError) as exc:
+            self.report_failure(context, "failed", error_of(exc))
+            raise AttuneTaskFailed(f"invalid input for workflow {child.ref}: {exc}") from exc
