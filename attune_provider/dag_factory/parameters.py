@@ -39,7 +39,8 @@ def _describe(error: jsonschema.ValidationError, what: str) -> str:
     if error.validator == "required":
         return f"missing required {what} '{name}'"
     if error.validator == "additionalProperties":
-        extras = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        extras = sorted(set(error.instance or ()) - set(schema.get("properties", {})))  # type: ignore[arg-type]
         return f"unknown {what} {', '.join(repr(e) for e in extras)}"
     return f"{what} '{name}': {error.message}" if name else f"{what}s: {error.message}"
 

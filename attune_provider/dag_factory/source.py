@@ -56,7 +56,7 @@ class Problem:
         return self.severity is Severity.ERROR
 
 
-class MarkedDict(dict[str, Any]):
+class MarkedDict(dict[Any, Any]):
     """A mapping from YAML with the positions of its keys and values."""
 
     loc: Location

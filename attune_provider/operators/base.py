@@ -47,7 +47,7 @@ def own_scope(scope: dict[str, Any], name: str, own: dict[str, Any]) -> dict[str
 class AttuneOperator(BaseOperator):
     """Base of the operators a workflow compiles to; `task_name` is the Attune task."""
 
-    shallow_copy_attrs = ("plan",)
+    shallow_copy_attrs: tuple[str, ...] = ("plan",)
 
     def __init__(self, *, plan: WorkflowPlan, task_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,0 +1,1 @@
+"""Packs -> validated model -> Airflow DAGs: source, spec, loader, validator, graph, compiler."""

@@ -1,0 +1,217 @@
+"""All static checks of a catalog of packs: `validate_catalog(catalog) -> Report`.
+
+The loader reports what cannot be read or parsed; this module adds everything that needs
+more than one value or more than one file: pack metadata and config schemas, actions'
+entry points and schemas, workflows' refs, tasks, transitions, calls and templates
+(LANGUAGE.md sections 1 to 4). Every problem points at the offending value. Nothing here
+imports Airflow.
+
+The checks are split by subject: `validator_workflow` (tasks and routing),
+`validator_templates` (templates and the names they read), `validator_calls` (actions,
+subworkflows, and which workflows are unusable because of what they call).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from attune_provider.dag_factory.loader import ActionEntry, Catalog, PackEntry, WorkflowEntry
+from attune_provider.dag_factory.source import Location, Problem, Severity, locate
+from attune_provider.dag_factory.spec import NAME_PATTERN
+from attune_provider.dag_factory.validator_calls import (
+    Broken,
+    broken_targets,
+    cascade,
+    check_calls,
+    check_nesting,
+    invalid_workflows,
+    subworkflow_calls,
+)
+from attune_provider.dag_factory.validator_templates import TemplateContext, check_templates
+from attune_provider.dag_factory.validator_workflow import check_workflow_structure, error, warning
+
+DEFAULT_MAX_DEPTH = 5
+ENTRY_POINT_RUNNERS = ("python-script", "local-shell-script")
+INLINE_KEYWORDS = ("required", "secret")  # Attune's additions to a property's JSON-Schema
+
+
+@dataclass
+class Report:
+    """Every problem found, and the workflows that cannot be used because of errors."""
+
+    problems: list[Problem] = field(default_factory=list)
+    invalid_workflows: dict[str, list[Problem]] = field(default_factory=dict)
+
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if not p.is_error]
+
+
+def schema_problems(schema: Any, where: Callable[[Sequence[Any]], Location], what: str) -> list[Problem]:
+    """An error when `schema` is not a valid JSON Schema (draft 2020-12)."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return [error(where(list(exc.path)), f"invalid JSON Schema for {what}: {exc.message}")]
+    return []
+
+
+def _inline_property(prop: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without Attune's inline `required: true` and `secret`."""
+    return {
+        key: value for key, value in prop.items() if not (key in INLINE_KEYWORDS and isinstance(value, bool))
+    }
+
+
+def _below(owner: Any, *prefix: Any) -> Callable[[Sequence[Any]], Location]:
+    """Locates a path inside the value at `prefix` below a model."""
+
+    def where(path: Sequence[Any]) -> Location:
+        return owner.loc(*prefix, *path)
+
+    return where
+
+
+def _parameter_schemas(owner: Any, kind: str) -> list[Problem]:
+    """Each parameter property, then the `output` schema, of a workflow or an action."""
+    problems: list[Problem] = []
+    for name, prop in owner.parameters.items():
+        what = f"parameter '{name}' of {kind}"
+        problems += schema_problems(_inline_property(prop), _below(owner, "parameters", name), what)
+    if owner.output is not None:
+        problems += schema_problems(owner.output, _below(owner, "output"), f"output of {kind}")
+    return problems
+
+
+# --- packs ---------------------------------------------------------------------------
+
+
+def check_config(entry: PackEntry) -> list[Problem]:
+    """config.yaml: a JSON Schema of `type: object`."""
+    schema = entry.config_schema
+    if schema is None:
+        return []
+    start = entry.config_location or Location(f"{entry.display}/config.yaml")
+    problems: list[Problem] = []
+    if schema.get("type") != "object":
+        where = locate(schema, ["type"], start)
+        problems.append(error(where, "config.yaml must be a JSON Schema with 'type: object'"))
+    problems += schema_problems(
+        schema, lambda path: locate(schema, path, start), f"the config of pack '{entry.ref}'"
+    )
+    return problems
+
+
+def check_pack(entry: PackEntry, catalog: Catalog) -> list[Problem]:
+    problems = check_config(entry)
+    if entry.meta is None:
+        return problems
+    for index, dependency in enumerate(entry.meta.dependencies):
+        if dependency not in catalog.packs:
+            where = entry.meta.loc("dependencies", index)
+            problems.append(
+                warning(where, f"pack '{entry.ref}' depends on pack '{dependency}', which is not loaded")
+            )
+    return problems
+
+
+# --- actions -------------------------------------------------------------------------
+
+
+def check_entry_point(entry: ActionEntry) -> list[Problem]:
+    """Required for script runners; must resolve (symlinks followed) to a file inside the pack."""
+    action = entry.action
+    if not action.entry_point:
+        if action.runner_type in ENTRY_POINT_RUNNERS:
+            message = f"runner_type '{action.runner_type}' needs an 'entry_point'"
+            return [error(action.loc("runner_type"), message)]
+        return []
+    target = os.path.realpath(entry.file.parent / action.entry_point)
+    pack_dir = os.path.realpath(entry.pack.directory)
+    where = action.loc("entry_point")
+    if os.path.commonpath([target, pack_dir]) != pack_dir:
+        return [error(where, f"entry_point '{action.entry_point}' resolves outside the pack directory")]
+    if not os.path.isfile(target):
+        return [error(where, f"entry_point '{action.entry_point}' does not exist")]
+    return []
+
+
+def check_action(entry: ActionEntry) -> list[Problem]:
+    action = entry.action
+    problems: list[Problem] = []
+    if not NAME_PATTERN.match(action.name):
+        problems.append(
+            error(action.loc("name"), f"action name '{action.name}' must match {NAME_PATTERN.pattern}")
+        )
+    problems += check_entry_point(entry)
+    problems += _parameter_schemas(action, f"action '{entry.ref}'")
+    return problems
+
+
+# --- workflows -----------------------------------------------------------------------
+
+
+def check_workflow_ref(entry: WorkflowEntry) -> list[Problem]:
+    """A workflow's ref is `<ref of the pack holding the file>.<name>`."""
+    workflow = entry.workflow
+    pack, _, name = workflow.ref.partition(".")
+    if pack == entry.pack.ref and NAME_PATTERN.match(name):
+        return []
+    message = (
+        f"workflow ref '{workflow.ref}' must be '{entry.pack.ref}.<name>' (the ref of its pack,"
+        f" a dot, and a name matching {NAME_PATTERN.pattern})"
+    )
+    return [error(workflow.loc("ref"), message)]
+
+
+def _file_lines(entry: WorkflowEntry) -> list[str]:
+    try:
+        return entry.file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def check_workflow(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Broken]) -> list[Problem]:
+    """Everything about one workflow that does not depend on the validity of its subworkflows."""
+    workflow = entry.workflow
+    context = TemplateContext.of(workflow, entry.pack.ref, entry.pack.config_schema, _file_lines(entry))
+    return [
+        *check_workflow_ref(entry),
+        *_parameter_schemas(workflow, f"workflow '{entry.ref}'"),
+        *check_workflow_structure(workflow),
+        *check_calls(entry, catalog, broken),
+        *check_templates(workflow, context),
+    ]
+
+
+# --- the catalog ---------------------------------------------------------------------
+
+
+def _sorted_unique(problems: list[Problem]) -> list[Problem]:
+    unique = dict.fromkeys(problems)
+    return sorted(unique, key=lambda p: (p.location, p.severity is not Severity.ERROR, p.message))
+
+
+def validate_catalog(catalog: Catalog, max_depth: int = DEFAULT_MAX_DEPTH) -> Report:
+    """Every problem of every pack, action and workflow of the catalog."""
+    problems: list[Problem] = list(catalog.problems)
+    for pack in catalog.packs.values():
+        problems += check_pack(pack, catalog)
+    for action in catalog.actions.values():
+        problems += check_action(action)
+    broken = broken_targets(catalog, problems)
+    for workflow in catalog.workflows.values():
+        problems += check_workflow(workflow, catalog, broken)
+    calls = subworkflow_calls(catalog)
+    problems += check_nesting(calls, max_depth)
+    problems += cascade(catalog, calls, problems)
+    problems = _sorted_unique(problems)
+    return Report(problems, invalid_workflows(catalog, broken, problems))

@@ -1,0 +1,179 @@
+"""Static checks of one workflow's tasks: names, shapes, transitions and the routing graph.
+
+Part of the validator (see validator.py); every check appends `Problem`s located at the
+offending value. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from attune_provider.dag_factory.graph import Graph
+from attune_provider.dag_factory.source import Location, Problem, Severity
+from attune_provider.dag_factory.spec import NAME_PATTERN, OUTCOME_TASK_ID, RESERVED_TARGETS, Task, Workflow
+
+RESERVED_TASK_NAMES = RESERVED_TARGETS | {OUTCOME_TASK_ID}
+TRANSITION_KEYS = ("on_success", "on_failure", "on_complete", "on_timeout", "decision")
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def error(location: Location, message: str) -> Problem:
+    return Problem(location, message, Severity.ERROR)
+
+
+def warning(location: Location, message: str) -> Problem:
+    return Problem(location, message, Severity.WARNING)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A task and the parallel group holding it (None for a top-level task)."""
+
+    task: Task
+    group: Task | None
+
+
+def walk_tasks(tasks: Iterable[Task], group: Task | None = None) -> Iterator[Placed]:
+    """Every task in declaration order, each parallel group followed by its members."""
+    for task in tasks:
+        yield Placed(task, group)
+        yield from walk_tasks(task.tasks, task)
+
+
+def task_names(workflow: Workflow) -> set[str]:
+    """Every task name of the workflow, parallel members included (one namespace)."""
+    return {placed.task.name for placed in walk_tasks(workflow.tasks)}
+
+
+def check_task_names(workflow: Workflow) -> list[Problem]:
+    """Names must be valid, not reserved, and unique across the workflow (members included)."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for placed in walk_tasks(workflow.tasks):
+        task = placed.task
+        where = task.loc("name")
+        if task.name in seen:
+            problems.append(error(where, f"duplicate task name '{task.name}'"))
+        seen.add(task.name)
+        if task.name in RESERVED_TASK_NAMES:
+            problems.append(error(where, f"task name '{task.name}' is reserved"))
+        elif not NAME_PATTERN.match(task.name):
+            problems.append(error(where, f"task name '{task.name}' must match {NAME_PATTERN.pattern}"))
+    return problems
+
+
+def _check_parallel(task: Task, group: Task | None) -> list[Problem]:
+    problems: list[Problem] = []
+    if group is not None:
+        problems.append(
+            error(
+                task.loc("type"), f"parallel group '{task.name}' cannot be a member of group '{group.name}'"
+            )
+        )
+    if not task.tasks:
+        problems.append(error(task.loc("type"), f"parallel task '{task.name}' needs 'tasks'"))
+    for key in ("action", "with_items"):
+        if key in task.model_fields_set:
+            problems.append(error(task.key_loc(key), f"parallel task '{task.name}' takes no '{key}'"))
+    return problems
+
+
+def _check_action_shape(task: Task) -> list[Problem]:
+    problems: list[Problem] = []
+    if task.action is None:
+        problems.append(error(task.loc(), f"task '{task.name}' needs an 'action'"))
+    if "tasks" in task.model_fields_set:
+        problems.append(
+            error(task.key_loc("tasks"), f"'tasks' is only for 'type: parallel' (task '{task.name}')")
+        )
+    for key in ("batch_size", "concurrency"):
+        if key in task.model_fields_set and task.with_items is None:
+            problems.append(error(task.key_loc(key), f"'{key}' needs 'with_items' (task '{task.name}')"))
+    return problems
+
+
+def _check_member_transitions(task: Task, group: Task) -> list[Problem]:
+    return [
+        error(
+            task.key_loc(key),
+            f"task '{task.name}' is a member of parallel group '{group.name}' and takes no '{key}'"
+            " (the group's transitions handle its members)",
+        )
+        for key in TRANSITION_KEYS
+        if key in task.model_fields_set
+    ]
+
+
+def check_task_shapes(workflow: Workflow) -> list[Problem]:
+    """`type`-specific keys, with_items options, and members without transitions."""
+    problems: list[Problem] = []
+    for placed in walk_tasks(workflow.tasks):
+        task = placed.task
+        if task.type == "parallel":
+            problems += _check_parallel(task, placed.group)
+        else:
+            problems += _check_action_shape(task)
+        if placed.group is not None:
+            problems += _check_member_transitions(task, placed.group)
+        if task.decision and task.on_success:
+            message = f"task '{task.name}' has both 'decision' and 'on_success': 'decision' governs success"
+            problems.append(warning(task.key_loc("on_success"), message))
+    return problems
+
+
+def check_transitions(workflow: Workflow) -> list[Problem]:
+    """Every transition names a top-level task of the workflow or a reserved target."""
+    problems: list[Problem] = []
+    names = [task.name for task in workflow.tasks]
+    members = task_names(workflow) - set(names)
+    for task in workflow.tasks:
+        for key, index, target in task.transitions():
+            if target in names or target in RESERVED_TARGETS:
+                continue
+            where = task.target_loc(key, index)
+            if target in members:
+                message = f"task '{task.name}' transitions to '{target}', a member of a parallel group"
+            else:
+                hint = did_you_mean(target, [*names, *RESERVED_TARGETS])
+                message = f"task '{task.name}' transitions to unknown task '{target}'{hint}"
+            problems.append(error(where, message))
+    return problems
+
+
+def check_graph(workflow: Workflow) -> list[Problem]:
+    """Cycles (at the closing transition), no entry task, unreachable tasks."""
+    problems: list[Problem] = []
+    graph = Graph.build(workflow.tasks)
+    cycle = graph.find_cycle()
+    if cycle:
+        names = " -> ".join([edge.source for edge in cycle] + [cycle[-1].target])
+        closing = cycle[-1]
+        problems.append(
+            error(graph.tasks[closing.source].target_loc(closing.key, closing.index), f"cycle: {names}")
+        )
+    if not graph.entries:
+        message = "workflow has no entry task: every task is the target of a transition"
+        problems.append(error(workflow.loc("tasks"), message))
+        return problems
+    reachable = graph.reachable(graph.entries)
+    for name, task in graph.tasks.items():
+        if name not in reachable:
+            problems.append(warning(task.loc("name"), f"task '{name}' is unreachable from the entry tasks"))
+    return problems
+
+
+def check_workflow_structure(workflow: Workflow) -> list[Problem]:
+    """All the checks of this module for one workflow."""
+    return [
+        *check_task_names(workflow),
+        *check_task_shapes(workflow),
+        *check_transitions(workflow),
+        *check_graph(workflow),
+    ]

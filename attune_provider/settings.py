@@ -1,0 +1,105 @@
+"""Where the provider's settings come from (LANGUAGE.md section 6).
+
+Each setting is looked up in order: an explicit value (the command line), an environment
+variable, the Airflow option in the `[attune]` section, then a default. The Airflow
+option is read from its `AIRFLOW__ATTUNE__<KEY>` variable first, then from Airflow's loaded
+configuration when Airflow is already imported (the DAG processor), else straight from
+`airflow.cfg`: validation never pays the seconds of importing Airflow.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from attune_provider.dag_factory.source import DEFAULT_MAX_FILE_BYTES
+
+SECTION = "attune"
+PACKS_PATH_ENV = "ATTUNE_PACKS_PATH"
+DEFAULT_PACKS_DIR = Path("packs")
+DEFAULT_MAX_DEPTH = 5
+
+ORIGIN_CLI = "cli"
+ORIGIN_ENV = "env"
+ORIGIN_AIRFLOW = "airflow"
+ORIGIN_DEFAULT = "default"
+
+
+def airflow_option(key: str, section: str = SECTION) -> str | None:
+    """`[section] key` from `AIRFLOW__SECTION__KEY`, else from Airflow's config, else None."""
+    env_name = f"AIRFLOW__{section.upper()}__{key.upper()}"
+    value = os.environ.get(env_name)
+    if value is not None:
+        return value
+    if "airflow.configuration" in sys.modules:  # inside Airflow: its config is loaded already
+        from airflow.configuration import conf
+
+        found = conf.get(section, key, fallback=None)
+        return None if found is None else str(found)
+    return _from_config_file(section, key)
+
+
+def _config_file() -> Path:
+    """Airflow's config file, found as Airflow finds it (AIRFLOW_CONFIG, AIRFLOW_HOME)."""
+    if os.environ.get("AIRFLOW_CONFIG"):
+        return Path(os.environ["AIRFLOW_CONFIG"]).expanduser()
+    home = os.environ.get("AIRFLOW_HOME") or "~/airflow"
+    return Path(home).expanduser() / "airflow.cfg"
+
+
+def _from_config_file(section: str, key: str) -> str | None:
+    """Read one option from airflow.cfg without importing Airflow (seconds saved)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(_config_file(), encoding="utf-8")
+    except (OSError, configparser.Error):
+        return None
+    return parser.get(section, key, fallback=None)
+
+
+def _split(value: str) -> list[Path]:
+    return [Path(part) for part in value.split(os.pathsep) if part.strip()]
+
+
+def resolve_packs_paths(cli_values: Sequence[str] | None = None) -> tuple[list[Path], str]:
+    """The packs directories and where they came from (one of the ORIGIN_* names)."""
+    if cli_values:
+        return [Path(value) for value in cli_values], ORIGIN_CLI
+    from_env = os.environ.get(PACKS_PATH_ENV)
+    if from_env and from_env.strip():
+        return _split(from_env), ORIGIN_ENV
+    from_airflow = airflow_option("packs_path")
+    if from_airflow and from_airflow.strip():
+        return _split(from_airflow), ORIGIN_AIRFLOW
+    return [DEFAULT_PACKS_DIR], ORIGIN_DEFAULT
+
+
+def packs_paths(cli_values: Sequence[str] | None = None) -> list[Path]:
+    """`--packs` values, else ATTUNE_PACKS_PATH, else `[attune] packs_path`, else ./packs."""
+    return resolve_packs_paths(cli_values)[0]
+
+
+def _int_option(key: str, default: int, minimum: int) -> int:
+    raw = airflow_option(key)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"[{SECTION}] {key} must be an integer, got {raw!r}")
+    if value < minimum:
+        raise ValueError(f"[{SECTION}] {key} must be at least {minimum}, got {value}")
+    return value
+
+
+def max_file_bytes() -> int:
+    """`[attune] max_file_bytes`: the largest pack file read (default 1 MiB)."""
+    return _int_option("max_file_bytes", DEFAULT_MAX_FILE_BYTES, 1)
+
+
+def max_depth() -> int:
+    """`[attune] max_subworkflow_depth`: how deep subworkflows may nest (default 5)."""
+    return _int_option("max_subworkflow_depth", DEFAULT_MAX_DEPTH, 0)

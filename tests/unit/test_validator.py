@@ -1,0 +1,1002 @@
+"""Every rule of the validator, each with a small pack written into tmp_path.
+
+Problems are compared as `LINE:COL: severity: message` of one file, so each test states
+exactly where the validator points. Line 1 is the first line of the YAML text below.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attune_provider.dag_factory.source import Location
+from attune_provider.dag_factory.validator import Report, validate_catalog
+from attune_provider.dag_factory.validator_templates import template_location
+
+EXAMPLE = Path("/work/shared/spec/examples/deploy_application.yaml")
+WF = "p/workflows/w.yaml"
+
+
+# --- good files ------------------------------------------------------------------------
+
+GOOD_WORKFLOW = """\
+    ref: p.w
+    parameters:
+      name: {type: string, required: true}
+      count: {type: integer, default: 1}
+      secret_token: {type: string, secret: true}
+    output:
+      type: object
+      properties: {out: {type: string}}
+    vars:
+      greeting: "hello {{ parameters.name }}"
+    tasks:
+      - name: first
+        action: core.echo
+        input:
+          message: "{{ vars.greeting }} in {{ pack.config.region }} ({{ pack.ref }})"
+        publish:
+          - said: "{{ task.first.result.message }}"
+          - again: "{{ vars.said }}"
+        on_success: each
+        on_failure: fail
+      - name: each
+        action: p.greet
+        with_items: "{{ range(parameters.count) | list }}"
+        batch_size: 2
+        concurrency: 1
+        when: "{{ parameters.count > 0 }}"
+        input:
+          who: "{{ item }} #{{ index }}"
+        decision:
+          - when: "{{ task.each.total_count > 1 and item }}"
+            next: group
+          - default: succeed
+      - name: group
+        type: parallel
+        tasks:
+          - name: m1
+            action: core.noop
+          - name: m2
+            action: core.local
+            input:
+              cmd: |
+                {% for line in [vars.said, vars.again] %}
+                echo {{ line | upper }} {{ loop.index }}
+                {% endfor %}
+            retry: {count: 2, delay: 1, on_error: "{{ task.m2.error.type != 'X' }}"}
+        on_complete: [noop]
+    output_map:
+      out: "{{ task.m1.status }} {{ system.execution_id }} {{ kv.get('x', default=1) }}"
+      who: "{{ system.identity.login }} {{ kv.get_secret('k') | length }} {{ task.group.status }}"
+"""
+
+GOOD_FILES = {
+    "config.yaml": """\
+        type: object
+        properties:
+          region: {type: string, default: eu}
+          token: {type: string, secret: true}
+    """,
+    "actions/greet.yaml": """\
+        name: greet
+        runner_type: python-script
+        entry_point: greet.py
+        parameters:
+          who: {type: string, required: true}
+          greeting: {type: string, required: true, default: hi}
+        output: {type: object}
+    """,
+    "actions/greet.py": "def run(**params):\n    return params\n",
+    "workflows/w.yaml": GOOD_WORKFLOW,
+}
+
+
+def test_good_pack_has_no_problem(packs):
+    packs.pack("p", GOOD_FILES)
+    report = packs.validate()
+    assert report.problems == []
+    assert report.errors() == []
+    assert report.invalid_workflows == {}
+
+
+def test_core_pack_alone_is_clean(packs):
+    report = packs.validate()
+    assert report.problems == []
+
+
+def test_report_lists_errors_and_warnings_sorted(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/b.yaml": """\
+                ref: p.b
+                tasks:
+                  - name: a
+                    action: core.nope
+                  - name: c
+                    action: core.noop
+                    on_success: [d]
+                  - name: d
+                    action: core.noop
+                    on_success: c
+            """,
+            "workflows/a.yaml": "ref: p.a\ntasks: []\n",
+        },
+    )
+    report = packs.validate()
+    found = [(p.location.file, p.location.line, p.location.col, p.severity.value) for p in report.problems]
+    assert found == sorted(found)
+    assert [p.location.file for p in report.problems][0] == "packs/p/workflows/a.yaml"
+    assert {p.severity.value for p in report.problems} == {"error", "warning"}
+    assert report.errors() == [p for p in report.problems if p.is_error]
+
+
+# --- problems of the loader ----------------------------------------------------------
+
+
+def test_parse_problems_are_kept(packs):
+    packs.pack("p", {"workflows/w.yaml": "ref: p.w\ntasks:\n  - name: a\n    action: [unclosed\n"})
+    problems = packs.problems(WF)
+    assert len(problems) == 1
+    assert problems[0].startswith("5:1: error: invalid YAML:")
+    report = packs.validate()
+    assert report.invalid_workflows == {}  # it never loaded
+
+
+def test_model_problems_are_kept(packs):
+    packs.pack("p", {"workflows/w.yaml": "ref: p.w\ntasks:\n  - name: a\n    actoin: core.noop\n"})
+    assert packs.problems(WF) == ["4:5: error: unknown key 'actoin' (did you mean 'action'?)"]
+
+
+# --- task names --------------------------------------------------------------------------
+
+
+def test_duplicate_task_names_at_the_second_occurrence(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.noop
+                  - name: g
+                    type: parallel
+                    tasks:
+                      - name: a
+                        action: core.noop
+                  - name: g
+                    action: core.noop
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "8:15: error: duplicate task name 'a'",
+        "10:11: error: duplicate task name 'g'",
+    ]
+
+
+def test_task_names_must_be_valid_and_not_reserved(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: fail
+                    action: core.noop
+                  - name: attune_outcome
+                    action: core.noop
+                  - name: "bad name"
+                    action: core.noop
+                  - name: noop
+                    action: core.noop
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "3:11: error: task name 'fail' is reserved",
+        "5:11: error: task name 'attune_outcome' is reserved",
+        "7:11: error: task name 'bad name' must match ^[A-Za-z0-9_][A-Za-z0-9_-]*$",
+        "9:11: error: task name 'noop' is reserved",
+    ]
+
+
+# --- transitions and the graph -----------------------------------------------------------
+
+
+def test_unknown_transition_targets_with_suggestions(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: build
+                    action: core.noop
+                    on_success: deploi
+                    on_failure: [build2, notify]
+                  - name: deploy
+                    action: core.noop
+                    decision:
+                      - when: "{{ true }}"
+                        next: deploy2
+                      - default: fial
+                  - name: notify
+                    action: core.noop
+                    on_timeout: zzz
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "5:17: error: task 'build' transitions to unknown task 'deploi' (did you mean 'deploy'?)",
+        "6:18: error: task 'build' transitions to unknown task 'build2' (did you mean 'build'?)",
+        "11:15: error: task 'deploy' transitions to unknown task 'deploy2' (did you mean 'deploy'?)",
+        "12:18: error: task 'deploy' transitions to unknown task 'fial' (did you mean 'fail'?)",
+        "15:17: error: task 'notify' transitions to unknown task 'zzz'",
+    ]
+
+
+def test_cycle_is_reported_at_the_closing_transition(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: start
+                    action: core.noop
+                    on_success: a
+                  - name: a
+                    action: core.noop
+                    on_success: b
+                  - name: b
+                    action: core.noop
+                    on_success: [c]
+                  - name: c
+                    action: core.noop
+                    on_complete: a
+            """
+        },
+    )
+    assert packs.problems(WF) == ["14:18: error: cycle: a -> b -> c -> a"]
+
+
+def test_self_loop_is_a_cycle(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: start
+                    action: core.noop
+                    on_success: again
+                  - name: again
+                    action: core.noop
+                    on_failure: again
+            """
+        },
+    )
+    assert packs.problems(WF) == ["8:17: error: cycle: again -> again"]
+
+
+def test_no_entry_task(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.noop
+                    on_success: b
+                  - name: b
+                    action: core.noop
+                    on_failure: a
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "3:3: error: workflow has no entry task: every task is the target of a transition",
+        "8:17: error: cycle: a -> b -> a",
+    ]
+
+
+def test_unreachable_tasks_are_warnings(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.noop
+                  - name: b
+                    action: core.noop
+                    on_success: c
+                  - name: c
+                    action: core.noop
+                    on_success: b
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "5:11: warning: task 'b' is unreachable from the entry tasks",
+        "8:11: warning: task 'c' is unreachable from the entry tasks",
+        "10:17: error: cycle: b -> c -> b",
+    ]
+
+
+def test_decision_and_on_success_is_a_warning(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.noop
+                    on_success: b
+                    decision:
+                      - default: b
+                  - name: b
+                    action: core.noop
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "5:5: warning: task 'a' has both 'decision' and 'on_success': 'decision' governs success"
+    ]
+    assert packs.validate().invalid_workflows == {}
+
+
+# --- task shapes ---------------------------------------------------------------------------
+
+
+def test_task_shapes(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: no_action
+                    input: {}
+                    on_success: g
+                  - name: g
+                    type: parallel
+                    action: core.noop
+                    with_items: "{{ [1] }}"
+                    tasks:
+                      - name: m
+                        action: core.noop
+                        on_failure: fail
+                        decision:
+                          - default: noop
+                  - name: empty
+                    type: parallel
+                  - name: plain
+                    action: core.noop
+                    batch_size: 2
+                    concurrency: 1
+                    tasks:
+                      - name: inner
+                        action: core.noop
+            """
+        },
+    )
+    member = "(the group's transitions handle its members)"
+    assert packs.problems(WF) == [
+        "3:5: error: task 'no_action' needs an 'action'",
+        "8:5: error: parallel task 'g' takes no 'action'",
+        "9:5: error: parallel task 'g' takes no 'with_items'",
+        f"13:9: error: task 'm' is a member of parallel group 'g' and takes no 'on_failure' {member}",
+        f"14:9: error: task 'm' is a member of parallel group 'g' and takes no 'decision' {member}",
+        "17:11: error: parallel task 'empty' needs 'tasks'",
+        "20:5: error: 'batch_size' needs 'with_items' (task 'plain')",
+        "21:5: error: 'concurrency' needs 'with_items' (task 'plain')",
+        "22:5: error: 'tasks' is only for 'type: parallel' (task 'plain')",
+    ]
+
+
+def test_parallel_groups_do_not_nest_and_members_are_not_targets(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: outer
+                    type: parallel
+                    tasks:
+                      - name: inner
+                        type: parallel
+                        tasks:
+                          - name: leaf
+                            action: core.noop
+                    on_success: leaf
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "7:15: error: parallel group 'inner' cannot be a member of group 'outer'",
+        "11:17: error: task 'outer' transitions to 'leaf', a member of a parallel group",
+    ]
+
+
+# --- actions called by tasks ----------------------------------------------------------------
+
+
+def test_unknown_actions_and_inputs(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.ecko
+                  - name: b
+                    action: core.echo
+                    input:
+                      mesage: hi
+                  - name: c
+                    action: core.local
+                    input: {env: {}}
+                  - name: d
+                    action: core.local
+                  - name: e
+                    action: core.sleep
+                    input:
+                      seconds: 1
+                  - name: f
+                    action: nopack.thing
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "4:13: error: unknown action 'core.ecko' (did you mean 'core.echo'?)",
+        "8:7: error: action 'core.echo' has no parameter 'mesage' (did you mean 'message'?)",
+        "11:5: error: missing required parameter 'cmd' of action 'core.local'",
+        "13:13: error: missing required parameter 'cmd' of action 'core.local'",
+        "19:13: error: unknown action 'nopack.thing'",
+    ]
+
+
+def test_a_required_parameter_with_a_default_may_be_left_out(packs):
+    packs.pack(
+        "p",
+        {
+            "actions/a.yaml": """\
+                name: a
+                runner_type: noop
+                parameters:
+                  x: {type: integer, required: true, default: 1}
+                  y: {type: integer, required: true}
+            """,
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: t
+                    action: p.a
+                    input:
+                      y: "{{ 2 }}"
+            """,
+        },
+    )
+    assert packs.problems() == []
+
+
+def test_pack_with_invalid_pack_yaml_loads_nothing(packs):
+    packs.pack("q", {"actions/thing.yaml": "name: thing\nrunner_type: noop\n"}, meta="ref: Not-Valid\n")
+    packs.pack(
+        "p",
+        {"workflows/w.yaml": "ref: p.w\ntasks:\n  - name: t\n    action: q.thing\n"},
+    )
+    assert packs.problems() == [
+        "packs/p/workflows/w.yaml:4:13: error: unknown action 'q.thing'",
+        "packs/q/pack.yaml:1:6: error: invalid value for 'ref': pack ref 'Not-Valid' must match ^[a-z0-9_]+$",
+    ]
+
+
+def test_pack_dependencies_must_be_loaded(packs):
+    packs.pack("p", meta="ref: p\ndependencies: [core, missing_pack]\n")
+    assert packs.problems("p/pack.yaml") == [
+        "2:22: warning: pack 'p' depends on pack 'missing_pack', which is not loaded"
+    ]
+
+
+# --- action entry points ---------------------------------------------------------------------
+
+
+PY = "runner_type: python-script\n"
+SH = "runner_type: local-shell-script\n"
+
+
+def test_entry_points(packs, tmp_path):
+    (tmp_path / "secret.py").write_text("def run(): pass\n")
+    (tmp_path / "packs" / "outside.py").write_text("def run(): pass\n")
+    directory = packs.pack(
+        "p",
+        {
+            "actions/no_entry.yaml": "name: no_entry\nrunner_type: python-script\n",
+            "actions/escape.yaml": f"name: escape\n{PY}entry_point: ../../outside.py\n",
+            "actions/link.yaml": f"name: link\n{PY}entry_point: link.py\n",
+            "actions/missing.yaml": f"name: missing\n{SH}entry_point: nope.sh\n",
+            "actions/absolute.yaml": f"name: absolute\n{PY}entry_point: {tmp_path}/secret.py\n",
+            "actions/good.yaml": f"name: good\n{SH}entry_point: scripts/good.sh\n",
+            "actions/inner_link.yaml": f"name: inner_link\n{PY}entry_point: inner.py\n",
+            "actions/scripts/good.sh": "echo hi\n",
+            "lib/real.py": "def run(): pass\n",
+        },
+    )
+    os.symlink(tmp_path / "secret.py", directory / "actions" / "link.py")
+    os.symlink(directory / "lib" / "real.py", directory / "actions" / "inner.py")
+    assert packs.problems() == [
+        f"packs/p/actions/absolute.yaml:3:14: error: entry_point '{tmp_path}/secret.py'"
+        " resolves outside the pack directory",
+        "packs/p/actions/escape.yaml:3:14: error: entry_point '../../outside.py'"
+        " resolves outside the pack directory",
+        "packs/p/actions/link.yaml:3:14: error: entry_point 'link.py' resolves outside the pack directory",
+        "packs/p/actions/missing.yaml:3:14: error: entry_point 'nope.sh' does not exist",
+        "packs/p/actions/no_entry.yaml:2:14: error: runner_type 'python-script' needs an 'entry_point'",
+    ]
+
+
+def test_action_names_must_be_valid(packs):
+    packs.pack("p", {"actions/a.yaml": "name: a.b\nrunner_type: noop\n"})
+    assert packs.problems("p/actions/a.yaml") == [
+        "1:7: error: action name 'a.b' must match ^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+    ]
+
+
+# --- refs and schemas ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["q.w", "p.", "p.a.b", "pw"])
+def test_workflow_ref_must_name_its_pack(packs, ref):
+    packs.pack("p", {"workflows/w.yaml": f"ref: '{ref}'\ntasks:\n  - name: a\n    action: core.noop\n"})
+    assert packs.problems(WF) == [
+        f"1:6: error: workflow ref '{ref}' must be 'p.<name>' (the ref of its pack, a dot,"
+        " and a name matching ^[A-Za-z0-9_][A-Za-z0-9_-]*$)"
+    ]
+
+
+def test_invalid_json_schemas_in_workflows(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                parameters:
+                  a:
+                    type: strin
+                    required: true
+                  b: {type: string, secret: true, required: true}
+                  c:
+                    type: object
+                    required: [x]
+                  d: {type: object, required: x}
+                output:
+                  type: object
+                  properties:
+                    r: {type: 5}
+                tasks:
+                  - name: a
+                    action: core.noop
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "4:11: error: invalid JSON Schema for parameter 'a' of workflow 'p.w':"
+        " 'strin' is not valid under any of the given schemas",
+        "10:31: error: invalid JSON Schema for parameter 'd' of workflow 'p.w': 'x' is not of type 'array'",
+        "14:15: error: invalid JSON Schema for output of workflow 'p.w':"
+        " 5 is not valid under any of the given schemas",
+    ]
+
+
+def test_invalid_json_schemas_in_actions_and_config(packs):
+    packs.pack(
+        "p",
+        {
+            "actions/a.yaml": """\
+                name: a
+                runner_type: noop
+                parameters:
+                  x:
+                    minimum: many
+                output:
+                  type: [object, wrong]
+            """,
+            "config.yaml": """\
+                type: array
+                properties:
+                  region: {type: nope}
+            """,
+        },
+    )
+    assert packs.problems() == [
+        "packs/p/actions/a.yaml:5:14: error: invalid JSON Schema for parameter 'x' of action 'p.a':"
+        " 'many' is not of type 'number'",
+        "packs/p/actions/a.yaml:7:9: error: invalid JSON Schema for output of action 'p.a':"
+        " ['object', 'wrong'] is not valid under any of the given schemas",
+        "packs/p/config.yaml:1:7: error: config.yaml must be a JSON Schema with 'type: object'",
+        "packs/p/config.yaml:3:18: error: invalid JSON Schema for the config of pack 'p':"
+        " 'nope' is not valid under any of the given schemas",
+    ]
+
+
+def test_config_without_type_is_reported_at_its_start(packs):
+    packs.pack("p", {"config.yaml": "properties:\n  region: {type: string}\n"})
+    assert packs.problems("p/config.yaml") == [
+        "1:1: error: config.yaml must be a JSON Schema with 'type: object'"
+    ]
+
+
+# --- templates -------------------------------------------------------------------------------
+
+TEMPLATES = """\
+    ref: p.w
+    parameters:
+      name: {type: string}
+    vars:
+      greeting: "{{ parameters.nmae }}"
+    tasks:
+      - name: a
+        action: core.echo
+        input:
+          message: "{{ vars.greting }} {{ task.b.result }} {{ task.a.reslt }}"
+        publish:
+          - out: "{{ item }}"
+        when: "{{ foo }}"
+        on_success: b
+      - name: b
+        action: core.echo
+        with_items: "{{ index }}"
+        input:
+          message: "{{ item }} {{ pack.config.x }} {{ pack.other }} {{ system.executionid }} {{ kv.put(1) }}"
+        retry:
+          count: 1
+          on_error: "{{ x | nofilter }}"
+        decision:
+          - when: "{{ task.b._secret }}"
+            next: c
+          - default: noop
+      - name: c
+        action: core.echo
+        input:
+          message: "{{ unclosed"
+    output_map:
+      value: "{{ task.nope.result }}"
+      items: ["{{ parameters.name }}", {deep: "{{ task.c.status }}{{ vars.out.x }}{{ tasks }}"}]
+"""
+
+
+def test_template_problems(packs):
+    packs.pack(
+        "p", {"workflows/w.yaml": TEMPLATES, "config.yaml": "type: object\nproperties: {region: {}}\n"}
+    )
+    assert packs.problems(WF) == [
+        "5:13: error: unknown parameter 'nmae' in template (did you mean 'name'?)",
+        "10:16: error: unknown attribute 'reslt' of task 'a' in template (did you mean 'result'?):"
+        " use result, status, error, total_count",
+        "10:16: error: unknown variable 'greting' in template: not in 'vars' nor published by a task"
+        " (did you mean 'greeting'?)",
+        "12:14: error: 'item' is only available in a task with 'with_items'",
+        "13:11: error: unknown name 'foo' in template",
+        "17:17: error: 'index' cannot be used in the 'with_items' that defines it",
+        "19:16: error: unknown attribute 'executionid' of 'system' in template"
+        " (did you mean 'execution_id'?): use execution_id, timestamp, workflow, identity",
+        "19:16: error: unknown attribute 'other' of 'pack' in template: use pack.config or pack.ref",
+        "19:16: error: unknown attribute 'put' of 'kv' in template: use get, get_secret",
+        "19:16: error: unknown config key 'x' in template: not a property of config.yaml of pack 'p'",
+        "22:17: error: unknown filter 'nofilter'",
+        "22:17: error: unknown name 'x' in template",
+        "24:15: error: attribute '_secret' is unsafe in templates",
+        "30:16: error: Jinja syntax error: unexpected end of template, expected 'end of print statement'.",
+        "32:10: error: unknown task 'nope' in template",
+        "33:43: error: unknown name 'tasks' in template (did you mean 'task'?)",
+    ]
+
+
+def test_pack_config_keys_are_not_checked_without_a_config_schema(packs):
+    text = (
+        'ref: p.w\ntasks:\n  - name: a\n    action: core.echo\n    input: {message: "{{ pack.config.x }}"}\n'
+    )
+    packs.pack("p", {"workflows/w.yaml": text})
+    assert packs.problems() == []
+
+
+def test_templates_in_block_scalars_point_at_their_line(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                parameters:
+                  a: {}
+                tasks:
+                  - name: a
+                    action: core.local
+                    input:
+                      cmd: |
+                        echo one
+                        echo {{ parameters.missing }}
+                      env:
+                        X: >-
+                          {{ parameters.b }}
+                        Y: "{{ parameters.a }} {% if parameters.c %}
+                          {{ parameters.d }}{% endif %}"
+                    when: |-
+                      {% if true %}
+                        {{ parameters.a | nope }}
+                      {% endif %}
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "10:9: error: unknown parameter 'missing' in template",
+        "13:11: error: unknown parameter 'b' in template",
+        "14:12: error: unknown parameter 'c' in template",
+        "14:12: error: unknown parameter 'd' in template",
+        "18:9: error: unknown filter 'nope'",
+    ]
+
+
+def test_template_location_arithmetic(tmp_path):
+    lines = ["key: |", "  first", "    second", "other: 'x'"]
+    start = Location("f.yaml", 1, 6)
+    assert template_location(start, 1, lines) == Location("f.yaml", 2, 3)
+    assert template_location(start, 2, lines) == Location("f.yaml", 3, 5)
+    plain = Location("f.yaml", 4, 8)
+    assert template_location(plain, 1, lines) == plain
+    assert template_location(plain, 3, lines) == Location("f.yaml", 6, 8)  # past the end
+
+
+def test_vars_may_be_published_by_any_task(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.echo
+                    input: {message: "{{ vars.later }}"}
+                  - name: g
+                    type: parallel
+                    tasks:
+                      - name: m
+                        action: core.noop
+                        publish:
+                          - later: "{{ task.m.result }}"
+                output_map: "{{ vars.later }} {{ task.m.result }} {{ task.g.total_count }}"
+            """
+        },
+    )
+    assert packs.problems() == []
+
+
+# --- subworkflows ----------------------------------------------------------------------------
+
+
+def _calls(ref: str, *targets: str) -> str:
+    tasks = "".join(f"  - name: t{i}\n    action: {target}\n" for i, target in enumerate(targets))
+    return f"ref: {ref}\ntasks:\n{tasks}"
+
+
+def test_workflow_recursion(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/x.yaml": _calls("p.x", "p.y"),
+            "workflows/y.yaml": _calls("p.y", "core.noop", "p.x"),
+            "workflows/me.yaml": _calls("p.me", "p.me"),
+        },
+    )
+    assert packs.problems() == [
+        "packs/p/workflows/me.yaml:4:13: error: workflow recursion: p.me -> p.me",
+        "packs/p/workflows/x.yaml:4:13: error: workflow recursion: p.x -> p.y -> p.x",
+        "packs/p/workflows/y.yaml:6:13: error: workflow recursion: p.y -> p.x -> p.y",
+    ]
+    assert set(packs.validate().invalid_workflows) == {"p.x", "p.y", "p.me"}
+
+
+def test_subworkflow_nesting_depth(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/d0.yaml": _calls("p.d0", "core.noop", "p.d1"),
+            "workflows/d1.yaml": _calls("p.d1", "p.d2"),
+            "workflows/d2.yaml": _calls("p.d2", "p.d3"),
+            "workflows/d3.yaml": _calls("p.d3", "core.noop"),
+        },
+    )
+    assert packs.problems(max_depth=3) == []
+    assert packs.problems(max_depth=2) == [
+        "packs/p/workflows/d0.yaml:6:13: error: subworkflows nest 3 levels deep, more than the limit of 2:"
+        " p.d0 -> p.d1 -> p.d2 -> p.d3"
+    ]
+    assert set(packs.validate(max_depth=2).invalid_workflows) == {"p.d0"}
+
+
+def test_subworkflow_input_is_checked_against_its_parameters(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/sub.yaml": """\
+                ref: p.sub
+                parameters:
+                  name: {type: string, required: true}
+                  level: {type: integer, default: 1}
+                tasks:
+                  - name: a
+                    action: core.noop
+            """,
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: call
+                    action: p.sub
+                    input:
+                      nmae: x
+                      level: 2
+            """,
+        },
+    )
+    assert packs.problems(WF) == [
+        "5:5: error: missing required parameter 'name' of workflow 'p.sub'",
+        "6:7: error: workflow 'p.sub' has no parameter 'nmae' (did you mean 'name'?)",
+    ]
+
+
+# --- what makes a workflow unusable ------------------------------------------------------------
+
+
+def test_broken_action_makes_its_callers_invalid(packs):
+    packs.pack(
+        "p",
+        {
+            "actions/bad.yaml": "name: bad\nrunner_type: [unclosed\n",
+            "actions/no_entry.yaml": "name: no_entry\nrunner_type: python-script\n",
+            "actions/typo.yaml": "name: typo\nrunner_tpye: noop\n",
+            "workflows/w.yaml": _calls("p.w", "p.bad", "p.no_entry", "p.typo", "core.noop"),
+            "workflows/fine.yaml": _calls("p.fine", "core.noop"),
+        },
+    )
+    assert packs.problems(WF) == [
+        "4:13: error: action 'p.bad' is invalid: see packs/p/actions/bad.yaml",
+        "6:13: error: action 'p.no_entry' is invalid: see packs/p/actions/no_entry.yaml",
+        "8:13: error: action 'p.typo' is invalid: see packs/p/actions/typo.yaml",
+    ]
+    report = packs.validate()
+    assert set(report.invalid_workflows) == {"p.w"}
+    files = {p.location.file for p in report.invalid_workflows["p.w"]}
+    assert files == {
+        "packs/p/workflows/w.yaml",
+        "packs/p/actions/bad.yaml",
+        "packs/p/actions/no_entry.yaml",
+        "packs/p/actions/typo.yaml",
+    }
+    assert all(p.is_error for p in report.invalid_workflows["p.w"])
+
+
+def test_broken_subworkflows_make_their_callers_invalid(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/broken.yaml": "ref: p.broken\ntasks: 5\n",
+            "workflows/sub.yaml": _calls("p.sub", "core.nope"),
+            "workflows/mid.yaml": _calls("p.mid", "p.sub"),
+            "workflows/top.yaml": _calls("p.top", "p.mid", "p.broken"),
+        },
+    )
+    assert packs.problems() == [
+        "packs/p/workflows/broken.yaml:2:8: error: invalid value for 'tasks': Input should be a valid tuple",
+        "packs/p/workflows/mid.yaml:4:13: error: workflow 'p.sub' is invalid: see packs/p/workflows/sub.yaml",
+        "packs/p/workflows/sub.yaml:4:13: error: unknown action 'core.nope' (did you mean 'core.noop'?)",
+        "packs/p/workflows/top.yaml:4:13: error: workflow 'p.mid' is invalid: see packs/p/workflows/mid.yaml",
+        "packs/p/workflows/top.yaml:6:13: error: workflow 'p.broken' is invalid:"
+        " see packs/p/workflows/broken.yaml",
+    ]
+    invalid = packs.validate().invalid_workflows
+    assert set(invalid) == {"p.sub", "p.mid", "p.top"}
+    assert [p.message for p in invalid["p.sub"]] == ["unknown action 'core.nope' (did you mean 'core.noop'?)"]
+    assert len(invalid["p.top"]) == 5  # its own two, mid's, sub's, and broken.yaml's
+
+
+def test_warnings_do_not_make_a_workflow_invalid(packs):
+    packs.pack("p", GOOD_FILES, meta="ref: p\ndependencies: [gone]\n")
+    report = packs.validate()
+    assert [p.severity.value for p in report.problems] == ["warning"]
+    assert report.invalid_workflows == {}
+
+
+def test_config_errors_make_the_packs_workflows_invalid(packs):
+    packs.pack("p", {"config.yaml": "type: string\n", "workflows/w.yaml": _calls("p.w", "core.noop")})
+    invalid = packs.validate().invalid_workflows
+    assert [p.location.file for p in invalid["p.w"]] == ["packs/p/config.yaml"]
+
+
+# --- the design's example ----------------------------------------------------------------------
+
+STAND_INS = {
+    "my_pack": {
+        "create_deployment_record": ["app_name", "version", "environment"],
+        "update_deployment_status": ["deployment_id", "status"],
+        "cleanup_resources": ["deployment_id", "rollback"],
+    },
+    "docker": {"build_and_push": ["app_name", "version", "registry"]},
+    "kubernetes": {
+        "apply_deployment": ["app_name", "image", "replicas"],
+        "wait_for_ready": ["deployment", "timeout"],
+        "rollback_deployment": ["app_name"],
+    },
+    "http": {"get": ["url", "expected_status"]},
+    "slack": {"post_message": ["channel", "message"]},
+}
+
+
+def _example_packs(packs, config: str, http_parameters: list[str]) -> None:
+    for pack, actions in STAND_INS.items():
+        files = {}
+        for name, parameters in actions.items():
+            if pack == "http":
+                parameters = http_parameters
+            props = "".join(f"  {p}: {{required: true}}\n" for p in parameters)
+            files[f"actions/{name}.yaml"] = f"name: {name}\nrunner_type: echo\nparameters:\n{props}"
+        packs.pack(pack, files)
+    (packs.root / "my_pack" / "workflows").mkdir()
+    shutil.copy(EXAMPLE, packs.root / "my_pack" / "workflows" / "deploy_application.yaml")
+    (packs.root / "my_pack" / "config.yaml").write_text(config)
+
+
+def test_the_design_example_validates_clean(packs):
+    config = "type: object\nproperties:\n  docker_registry: {type: string, default: registry.local}\n"
+    _example_packs(packs, config, ["url", "expected_status"])
+    report = packs.validate()
+    assert report.problems == []
+
+
+def test_the_design_example_flags_what_its_stand_ins_do_not_provide(packs):
+    _example_packs(packs, "type: object\nproperties:\n  registry: {type: string}\n", ["url"])
+    assert packs.problems("my_pack/workflows/deploy_application.yaml") == [
+        "54:17: error: unknown config key 'docker_registry' in template: not a property of config.yaml"
+        " of pack 'my_pack' (did you mean 'registry'?)",
+        "82:7: error: action 'http.get' has no parameter 'expected_status'",
+    ]
+    assert set(packs.validate().invalid_workflows) == {"my_pack.deploy_application"}
+
+
+# --- layering ----------------------------------------------------------------------------------
+
+
+def test_validation_does_not_import_airflow():
+    code = (
+        "import sys\n"
+        "import attune_provider.dag_factory.spec, attune_provider.dag_factory.loader\n"
+        "import attune_provider.dag_factory.validator, attune_provider.dag_factory.graph\n"
+        "import attune_provider.dag_factory.expressions, attune_provider.settings, attune_provider.cli\n"
+        "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
+        "assert not loaded, loaded\n"
+        "assert 'attune_provider.dag_factory.validator_templates' in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr
+
+
+def test_report_errors_helper():
+    from attune_provider.dag_factory.loader import Catalog
+
+    report: Report = validate_catalog(Catalog())
+    assert report.problems == [] and report.errors() == [] and report.warnings() == []
