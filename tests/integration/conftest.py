@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 
 from attune_provider.local_run import RunResult, ensure_database, prepare_environment, run_workflow
+from tests.support import PackFiles, write_pack
 
 
 @pytest.fixture(scope="session")
@@ -19,27 +19,16 @@ def airflow_db() -> None:
     ensure_database()
 
 
-PackFiles = Mapping[str, str]
-
-
-def write_pack(root: Path, name: str, files: PackFiles) -> Path:
-    """Write a pack `name` under `root`: `files` maps relative paths to (dedented) text."""
-    pack = root / name
-    pack.mkdir(parents=True, exist_ok=True)
-    files = {"pack.yaml": f"ref: {name}\n", **files}
-    for rel, text in files.items():
-        path = pack / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return pack
-
-
 @pytest.fixture
 def run(airflow_db: None, tmp_path: Path) -> Callable[..., RunResult]:
     """run(workflow_yaml, files=..., **params): write pack `t` and run workflow `t.<name>`."""
 
-    def _run(workflow: str, files: PackFiles | None = None, params: Mapping[str, Any] | None = None,
-             name: str = "wf") -> RunResult:
+    def _run(
+        workflow: str,
+        files: PackFiles | None = None,
+        params: Mapping[str, Any] | None = None,
+        name: str = "wf",
+    ) -> RunResult:
         packs = tmp_path / "packs"
         write_pack(packs, "t", {f"workflows/{name}.yaml": workflow, **(files or {})})
         prepare_environment([packs])

@@ -1,0 +1,91 @@
+"""The DAG file loaded through Airflow's own DagBag: good workflows load, broken ones are
+reported as one import error naming file and line, and never take the others down."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from tests.support import write_pack
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """
+ref: good.hello
+label: Hello Workflow
+description: Says hello
+tags: [demo]
+parameters:
+  name: {type: string, required: true, description: Who to greet}
+  times: {type: integer, default: 1}
+  mood: {type: string, enum: [happy, grumpy], default: happy}
+tasks:
+  - name: greet
+    action: core.echo
+    input: {message: "hello {{ parameters.name }}"}
+    on_success: [done, also]
+    on_failure: oops
+  - name: done
+    action: core.noop
+  - name: also
+    action: core.noop
+  - name: oops
+    action: core.noop
+"""
+
+
+@pytest.fixture
+def dagbag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DagBag:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "attune_dags.py", dags / "attune_dags.py")
+    packs = tmp_path / "packs"
+    write_pack(packs, "good", {"workflows/hello.yaml": GOOD})
+    write_pack(
+        packs,
+        "good2",
+        {"workflows/broken.yaml": "ref: good2.broken\ntasks:\n  - name: a\n    action: core.nope\n"},
+    )
+    write_pack(packs, "bad", {"workflows/w.yaml": "ref: bad.w\ntasks: [\n"})
+    monkeypatch.setenv("ATTUNE_PACKS_PATH", str(packs))
+    monkeypatch.chdir(tmp_path)
+    return DagBag(dag_folder=str(dags), bundle_path=dags)
+
+
+def test_good_workflows_load_beside_broken_ones(dagbag: DagBag) -> None:
+    assert "good.hello" in dagbag.dags
+    assert "good2.broken" not in dagbag.dags and "bad.w" not in dagbag.dags
+    assert list(dagbag.import_errors) == ["attune_dags.py"]
+    message = dagbag.import_errors["attune_dags.py"]
+    assert "packs/good2/workflows/broken.yaml:4:13: error: unknown action 'core.nope'" in message
+    assert "packs/bad/workflows/w.yaml:3:1: error: invalid YAML" in message
+
+
+def test_dag_carries_workflow_metadata_and_typed_params(dagbag: DagBag) -> None:
+    dag = dagbag.dags["good.hello"]
+    assert dag.dag_display_name == "Hello Workflow"
+    assert dag.description == "Says hello"
+    assert {"demo", "pack:good"} <= set(dag.tags)
+    params = dag.params
+    assert params.get_param("name").schema["type"] == "string"
+    assert params.get_param("times").value == 1
+    assert params.get_param("mood").schema["enum"] == ["happy", "grumpy"]
+
+
+def test_graph_is_the_transition_graph(dagbag: DagBag) -> None:
+    dag = dagbag.dags["good.hello"]
+    assert set(dag.task_dict) == {"greet", "done", "also", "oops", "attune_outcome"}
+    assert dag.task_dict["greet"].downstream_task_ids == {"done", "also", "oops"}
+    assert dag.task_dict["done"].trigger_rule == "all_done"
+    assert dag.task_dict["attune_outcome"].upstream_task_ids == {"done", "also", "oops"}
+
+
+def test_provider_is_registered() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    providers = ProvidersManager().providers
+    assert "airflow-provider-attune" in providers
+    assert providers["airflow-provider-attune"].version == "0.1.0"
