@@ -10,23 +10,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Hashable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from attune_provider.dag_factory.source import Location, MarkedDict, Problem, key_location, locate
 
-RUNNER_TYPES = (
-    "python-script",
-    "local-shell-cmd",
-    "local-shell-script",
-    "http-request",
-    "inquiry",
-    "noop",
-    "echo",
-    "sleep",
-)
 RunnerType = Literal[
     "python-script",
     "local-shell-cmd",
@@ -37,6 +27,7 @@ RunnerType = Literal[
     "echo",
     "sleep",
 ]
+RUNNER_TYPES: tuple[str, ...] = get_args(RunnerType)
 RESERVED_TARGETS = frozenset({"fail", "succeed", "noop"})
 OUTCOME_TASK_ID = "attune_outcome"
 PACK_REF_PATTERN = re.compile(r"^[a-z0-9_]+$")

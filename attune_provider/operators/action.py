@@ -17,7 +17,7 @@ from attune_provider.dag_factory.graph import FAILED, TIMEOUT
 from attune_provider.dag_factory.parameters import check_values
 from attune_provider.dag_factory.plan import ActionPlan
 from attune_provider.exceptions import ParameterError
-from attune_provider.operators.base import AttuneOperator, own_scope
+from attune_provider.operators.base import RendersInput, own_scope
 from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of
 from attune_provider.operators.runners.registry import get_runner
 
@@ -63,16 +63,11 @@ def classify(exc: BaseException, timeout: float | None, name: str) -> tuple[str,
 FAILURES = (AirflowTaskTimeout, ActionFailed, TemplateRenderError, ParameterError)
 
 
-class AttuneTaskOperator(ActionRunMixin, AttuneOperator):
+class AttuneTaskOperator(ActionRunMixin, RendersInput):
     """Runs one Attune task that calls an action."""
-
-    template_fields = ("input",)
-    overwrite_rtif_after_execution = True
-    ui_color = "#e8f1fb"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.input: Any = dict(self.spec.input)
         self.error_scope = None
         self._runner = None
 

@@ -137,3 +137,15 @@ class AttuneOperator(BaseOperator):
         targets = fired_targets(self.spec, status)
         ended = time.time()
         self.push(context, Outcome(status, result, error, targets, {}, ended, context["ti"].try_number))
+
+
+class RendersInput(AttuneOperator):
+    """An operator whose `input` the UI shows rendered (Attune renders it in `execute`)."""
+
+    template_fields = ("input",)
+    overwrite_rtif_after_execution = True
+    ui_color = "#e8f1fb"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.input: Any = dict(self.spec.input)

@@ -13,20 +13,12 @@ from attune_provider.dag_factory.expressions import TemplateRenderError, render
 from attune_provider.dag_factory.parameters import check_values
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import AttuneTaskFailed
-from attune_provider.operators.base import AttuneOperator
+from attune_provider.operators.base import RendersInput
 from attune_provider.operators.runners.base import error_of
 
 
-class SubworkflowInputOperator(AttuneOperator):
+class SubworkflowInputOperator(RendersInput):
     """Returns the child workflow's parameters (defaults applied, checked)."""
-
-    template_fields = ("input",)
-    overwrite_rtif_after_execution = True
-    ui_color = "#e8f1fb"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.input: Any = dict(self.spec.input)
 
     def execute(self, context: Any) -> dict[str, Any]:
         builder = self.scope_builder(context)
