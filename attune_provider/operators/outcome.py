@@ -22,6 +22,24 @@ from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
 from attune_provider.operators.scope import SUBWORKFLOW_INPUT, TaskScopeBuilder
 
 
+def render_output(output_map: Any, scope: dict[str, Any]) -> tuple[Any, str | None]:
+    """Render `output_map` as far as it can be: a key that fails to render is null."""
+    if not isinstance(output_map, dict):
+        try:
+            return render(output_map, scope), None
+        except TemplateRenderError as exc:
+            return None, f"output could not be rendered: {exc}"
+    output: dict[str, Any] = {}
+    problems = []
+    for key, template in output_map.items():
+        try:
+            output[key] = render(template, scope)
+        except TemplateRenderError as exc:
+            output[key] = None
+            problems.append(f"output '{key}' could not be rendered: {exc}")
+    return output, "; ".join(problems) or None
+
+
 class WorkflowOutcomeOperator(AttuneOperator):
     """Pushes `status`, `tasks`, `vars` and returns the rendered `output_map`.
 
@@ -105,10 +123,9 @@ class WorkflowOutcomeOperator(AttuneOperator):
         output_map = self.workflow.workflow.output_map
         if output_map is None:
             return None, None
-        try:
-            output = render(output_map, builder.scope(vars_))
-        except TemplateRenderError as exc:
-            return None, f"output could not be rendered: {exc}"
+        output, problem = render_output(output_map, builder.scope(vars_))
+        if problem:
+            return output, problem
         schema = self.workflow.workflow.output
         if schema:
             error = jsonschema.exceptions.best_match(
