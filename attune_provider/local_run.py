@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class RunResult:
     tasks: dict[str, TaskRun] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
     output: Any = None
+    reasons: list[str] = field(default_factory=list)
     xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -68,6 +70,14 @@ def prepare_environment(packs_paths: Sequence[Path]) -> None:
     path from ATTUNE_PACKS_PATH) unless AIRFLOW__CORE__DAGS_FOLDER is already set.
     """
     os.environ["ATTUNE_PACKS_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in packs_paths)
+    airflow_defaults()
+
+
+def airflow_defaults() -> None:
+    """The Airflow settings of `prepare_environment`, for callers that must read Airflow's
+    configuration (e.g. `[attune] packs_path`) before they know the packs path: importing
+    Airflow fixes its DAGs folder, so these must be in place first. Existing values win.
+    """
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PACKAGE_DAGS_FOLDER))
     os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
@@ -87,10 +97,19 @@ def resolve(ref: str, packs_paths: Sequence[Path], max_depth: int = 5) -> Workfl
     entry = catalog.workflows.get(ref)
     if entry is None:
         where = Location(", ".join(str(p) for p in packs_paths) or ".")
-        raise ValidationError([Problem(where, f"unknown workflow '{ref}'")])
+        raise ValidationError([Problem(where, f"unknown workflow '{ref}'"), *_file_errors(ref, report)])
     if ref in report.invalid_workflows:
         raise ValidationError(report.invalid_workflows[ref])
     return build_plan(entry, catalog)
+
+
+def _file_errors(ref: str, report: Any) -> list[Problem]:
+    """Errors of the file a workflow `ref` would be read from (it failed to load)."""
+    pack, _, name = ref.partition(".")
+    wanted = {f"{pack}/workflows/{name}.yaml", f"{pack}/workflows/{name}.yml"}
+    return [
+        p for p in report.errors() if any(Path(p.location.file).as_posix().endswith(w) for w in wanted)
+    ]
 
 
 def check_parameters(plan: WorkflowPlan, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,11 +124,40 @@ def run_workflow(ref: str, packs_paths: Sequence[Path], params: Mapping[str, Any
     """Validate, check parameters, run through `dag.test()`, and collect the result."""
     plan = resolve(ref, packs_paths)
     check_parameters(plan, params)
+    return run_plan(plan, params)
+
+
+def planned_run_id(run_after: datetime) -> str:
+    """The run id `run_plan(..., run_after=run_after)` gives its DAG run (known before it starts)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk import timezone
+    from airflow.utils.types import DagRunType
+
+    when = timezone.coerce_datetime(run_after)
+    return DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=when, run_after=when)
+
+
+def run_plan(
+    plan: WorkflowPlan, params: Mapping[str, Any], run_after: datetime | None = None, *, migrate: bool = True
+) -> RunResult:
+    """Run a resolved workflow through `dag.test()` (parameters already checked) and collect it.
+
+    With `run_after` (an aware datetime) the run's logical date and run-after are that
+    instant, so its run id is `planned_run_id(run_after)`; else Airflow picks them.
+    `migrate=False` skips `ensure_database()` for a caller that has just done it.
+    """
     from attune_provider.dag_factory.compiler import build_dag
 
     dag = build_dag(plan)
-    ensure_database()
-    dag_run = dag.test(run_conf=dict(params))
+    if migrate:
+        ensure_database()
+    when: dict[str, Any] = {}
+    if run_after is not None:
+        from airflow.sdk import timezone
+
+        instant = timezone.coerce_datetime(run_after)
+        when = {"logical_date": instant, "run_after": instant}
+    dag_run = dag.test(run_conf=dict(params), **when)
     return collect(plan, dag_run.run_id)
 
 
@@ -127,6 +175,7 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
     status = xcoms.get((OUTCOME_TASK_ID, "status")) or "failed"
     result = RunResult(plan.ref, run_id, status, vars=xcoms.get((OUTCOME_TASK_ID, "vars")) or {})
     result.output = xcoms.get((OUTCOME_TASK_ID, "return_value"))
+    result.reasons = list(xcoms.get((OUTCOME_TASK_ID, "reasons")) or [])
     result.xcoms = xcoms
     reported = xcoms.get((OUTCOME_TASK_ID, "tasks")) or {}
     for name in plan.tasks:

@@ -20,6 +20,7 @@ from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
 from attune_provider.operators.scope import SUBWORKFLOW_INPUT, TaskScopeBuilder
+from attune_provider.operators.secrets import redact_secrets
 
 
 def render_output(output_map: Any, scope: dict[str, Any]) -> tuple[Any, str | None]:
@@ -93,12 +94,13 @@ class WorkflowOutcomeOperator(AttuneOperator):
             raise AirflowFailException(f"subworkflow {self.workflow.ref} did not start: {early.error}")
 
     def _conclude(self, context: Any, reasons: list[str], output: Any) -> Any:
+        context["ti"].xcom_push(key="reasons", value=reasons)
         if self.workflow.parent is not None:
             self._report_to_parent(context, reasons, output)
         if reasons:
             raise AirflowFailException(f"workflow {self.workflow.ref} failed: " + "; ".join(reasons))
         self.log.info("workflow %s succeeded", self.workflow.ref)
-        return output
+        return redact_secrets(output)
 
     def _report_to_parent(self, context: Any, reasons: list[str], output: Any) -> None:
         if reasons:
@@ -139,5 +141,5 @@ class WorkflowOutcomeOperator(AttuneOperator):
     def _report(self, ti: Any, status: str, tasks: dict, vars_: dict, output: Any) -> None:
         ti.xcom_push(key="status", value=status)
         ti.xcom_push(key="tasks", value=tasks)
-        ti.xcom_push(key="vars", value=vars_)
-        ti.xcom_push(key="return_value", value=output)
+        ti.xcom_push(key="vars", value=redact_secrets(vars_))
+        ti.xcom_push(key="return_value", value=redact_secrets(output))

@@ -1,0 +1,253 @@
+"""`attune-airflow run` (LANGUAGE.md section 6), run as a subprocess like a user would.
+
+The runs through Airflow take ~10-15 s each, so there are three of them (JSON success,
+JSON failure, readable failure); every "could not start" case stops before Airflow is
+imported and takes well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attune_provider.run_command import UsageError, parse_params, parse_value
+from tests.integration.conftest import write_pack
+
+COMPUTE_META = """
+    name: compute
+    runner_type: python-script
+    entry_point: compute.py
+    parameters:
+      n: {type: integer, required: true}
+      s: {type: string}
+"""
+COMPUTE_PY = """
+    import os
+
+
+    def run(n, s=None):
+        print("ACTION-STDOUT-MARKER")
+        os.system("echo CHILD-STDOUT-MARKER")
+        return {"double": n * 2, "s": s}
+"""
+EXPLODE_META = """
+    name: explode
+    runner_type: python-script
+    entry_point: explode.py
+"""
+EXPLODE_PY = """
+    def run():
+        raise ValueError("kaboom")
+"""
+OK_WORKFLOW = """
+    ref: rc.ok
+    parameters:
+      n: {type: integer, required: true}
+      s: {type: string, default: x}
+      level: {type: string, enum: [low, high], default: low}
+    vars:
+      doubled: null
+    tasks:
+      - name: compute
+        action: rc.compute
+        input: {n: "{{ parameters.n }}", s: "{{ parameters.s }}"}
+        publish:
+          - doubled: "{{ task.compute.result.double }}"
+        on_success: say
+      - name: say
+        action: core.echo
+        input: {message: "{{ parameters.s }}-{{ vars.doubled }}"}
+    output_map:
+      n: "{{ parameters.n }}"
+      s: "{{ parameters.s }}"
+      doubled: "{{ vars.doubled }}"
+      said: "{{ task.say.result.message }}"
+"""
+BAD_WORKFLOW = """
+    ref: rc.bad
+    vars:
+      before: 1
+    tasks:
+      - name: prepare
+        action: core.echo
+        input: {message: hello}
+        publish:
+          - before: "{{ 2 }}"
+        on_success: explode
+      - name: explode
+        action: rc.explode
+        on_success: after
+      - name: after
+        action: core.noop
+    output_map:
+      message: "{{ task.explode.error.message }}"
+      greeting: "{{ task.prepare.result.message }}"
+"""
+BROKEN_WORKFLOW = """
+    ref: rcbroken.w
+    tasks:
+      - name: a
+        action: core.noop
+        on_success: nowhere
+"""
+PARAMS_AT = r"packs/rc/workflows/ok\.yaml:\d+:\d+: error: "
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding `packs/` (pack `rc`, and pack `rcbroken` with an invalid workflow)."""
+    root = tmp_path_factory.mktemp("run-command")
+    write_pack(
+        root / "packs",
+        "rc",
+        {
+            "actions/compute.yaml": COMPUTE_META,
+            "actions/compute.py": COMPUTE_PY,
+            "actions/explode.yaml": EXPLODE_META,
+            "actions/explode.py": EXPLODE_PY,
+            "workflows/ok.yaml": OK_WORKFLOW,
+            "workflows/bad.yaml": BAD_WORKFLOW,
+        },
+    )
+    write_pack(root / "other-packs", "rcbroken", {"workflows/w.yaml": BROKEN_WORKFLOW})
+    return root
+
+
+def attune(workdir: Path, *args: str, packs: str = "packs") -> subprocess.CompletedProcess[str]:
+    """`attune-airflow run ARGS --packs PACKS` in `workdir`, on the session's AIRFLOW_HOME."""
+    env = dict(os.environ)  # AIRFLOW_HOME is the session's (tests/conftest.py)
+    env.pop("ATTUNE_PACKS_PATH", None)
+    env.pop("AIRFLOW__ATTUNE__PACKS_PATH", None)
+    command = [sys.executable, "-m", "attune_provider", "run", *args, "--packs", packs]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
+def json_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The one JSON object standard output must hold, and nothing else."""
+    assert proc.stdout.count("\n") == 1, proc.stdout
+    result = json.loads(proc.stdout)
+    assert isinstance(result, dict)
+    assert set(result) == {"workflow", "run_id", "status", "tasks", "vars", "output"}
+    assert result["run_id"]
+    return result
+
+
+# --- VALUE parsing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("5", 5),
+        ("2.5", 2.5),
+        ("abc", "abc"),
+        ('"5"', "5"),
+        ("true", True),
+        ("null", None),
+        ("[1, 2]", [1, 2]),
+        ('{"a": 1}', {"a": 1}),
+        ("", ""),
+        ("NaN", "NaN"),
+        ("a=b", "a=b"),
+    ],
+)
+def test_value_is_json_when_it_parses(text: str, value: Any) -> None:
+    assert parse_value(text) == value
+    assert type(parse_value(text)) is type(value)
+
+
+def test_params_split_at_the_first_equals_sign() -> None:
+    assert parse_params(["n=5", "s=abc", "q=a=b", "n=6"]) == {"n": 6, "s": "abc", "q": "a=b"}
+    for bad in ("n", "=5"):
+        with pytest.raises(UsageError, match="NAME=VALUE"):
+            parse_params([bad])
+
+
+# --- runs through Airflow --------------------------------------------------------------------
+
+
+def test_json_success(airflow_db: None, workdir: Path) -> None:
+    proc = attune(workdir, "rc.ok", "-p", "n=5", "-p", "s=abc", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json_result(proc)
+    assert result["workflow"] == "rc.ok"
+    assert result["status"] == "succeeded"
+    assert result["tasks"] == {"compute": "succeeded", "say": "succeeded"}
+    assert result["vars"] == {"doubled": 10}
+    assert result["output"] == {"n": 5, "s": "abc", "doubled": 10, "said": "abc-10"}
+    assert type(result["output"]["n"]) is int
+    # what the action and its child process printed went to standard error, like Airflow's logs
+    assert "ACTION-STDOUT-MARKER" in proc.stderr
+    assert "CHILD-STDOUT-MARKER" in proc.stderr
+    assert "DAG TEST" in proc.stderr
+
+
+def test_json_failure_still_renders_the_output(airflow_db: None, workdir: Path) -> None:
+    proc = attune(workdir, "rc.bad", "--json")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    result = json_result(proc)
+    assert result["status"] == "failed"
+    assert result["tasks"] == {"prepare": "succeeded", "explode": "failed", "after": "skipped"}
+    assert result["vars"] == {"before": 2}
+    assert result["output"] == {"message": "kaboom", "greeting": "hello"}
+
+
+def test_readable_failure(airflow_db: None, workdir: Path) -> None:
+    proc = attune(workdir, "rc.bad")
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.startswith("workflow rc.bad\n")
+    run_id = re.search(r"^run +(\S+)$", out, re.M)
+    assert run_id, out
+    assert re.search(r"^ +prepare +succeeded +1 attempt +\d+\.\d\ds$", out, re.M), out
+    assert re.search(r"^ +explode +failed +1 attempt +\d+\.\d\ds\n +ValueError: kaboom$", out, re.M), out
+    assert re.search(r"^ +after +skipped$", out, re.M), out
+    assert re.search(r"^workflow rc\.bad failed in ", out, re.M), out
+    assert '"message": "kaboom"' in out
+    assert "airflow api-server" in out
+    # Airflow's chatter went to the log file, not to the terminal
+    assert "DAG TEST" not in out and "DAG TEST" not in proc.stderr
+    logs = re.search(r"^logs: (.+)$", out, re.M)
+    assert logs, out
+    log_file = Path(logs.group(1))
+    expected_dir = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "attune" / "rc.bad"
+    assert log_file == expected_dir / f"{run_id.group(1)}.log"
+    assert "DAG TEST" in log_file.read_text()
+
+
+# --- could not start (exit 2, before Airflow is imported) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["rc.ok"], PARAMS_AT + r".*missing required parameter 'n'"),
+        (["rc.ok", "-p", "n=abc"], PARAMS_AT + r".*parameter 'n': 'abc' is not of type 'integer'"),
+        (["rc.ok", "-p", "n=1", "-p", "level=medium"], PARAMS_AT + r".*parameter 'level': 'medium'"),
+        (["rc.ok", "-p", "n=1", "-p", "colour=red"], PARAMS_AT + r".*unknown parameter 'colour'"),
+        (["rc.ok", "-p", "n=1", "-p", "s=5"], PARAMS_AT + r".*parameter 's': 5 is not of type 'string'"),
+        (["rc.ok", "-p", "n"], r"expected NAME=VALUE, got 'n'"),
+        (["rc.nope"], r"^packs:1:1: error: unknown workflow 'rc\.nope'"),
+    ],
+    ids=["missing", "wrong-type", "enum", "undeclared", "json-number-for-string", "no-equals", "unknown"],
+)
+def test_could_not_start(workdir: Path, args: list[str], expected: str) -> None:
+    for extra in ([], ["--json"]):
+        proc = attune(workdir, *args, *extra)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert re.search(expected, proc.stderr, re.M), proc.stderr
+        assert "DAG TEST" not in proc.stdout + proc.stderr
+
+
+def test_invalid_workflow_names_file_and_line(workdir: Path) -> None:
+    proc = attune(workdir, "rcbroken.w", "--json", packs="other-packs")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    where = r"^other-packs/rcbroken/workflows/w\.yaml:5:\d+: error: .*'nowhere'"
+    assert re.search(where, proc.stderr, re.M), proc.stderr
