@@ -8,6 +8,7 @@ from the task instances and the `attune_outcome` task's XComs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,9 +108,7 @@ def _file_errors(ref: str, report: Any) -> list[Problem]:
     """Errors of the file a workflow `ref` would be read from (it failed to load)."""
     pack, _, name = ref.partition(".")
     wanted = {f"{pack}/workflows/{name}.yaml", f"{pack}/workflows/{name}.yml"}
-    return [
-        p for p in report.errors() if any(Path(p.location.file).as_posix().endswith(w) for w in wanted)
-    ]
+    return [p for p in report.errors() if any(Path(p.location.file).as_posix().endswith(w) for w in wanted)]
 
 
 def check_parameters(plan: WorkflowPlan, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,8 +156,20 @@ def run_plan(
 
         instant = timezone.coerce_datetime(run_after)
         when = {"logical_date": instant, "run_after": instant}
-    dag_run = dag.test(run_conf=dict(params), **when)
+    deadlines: Any = contextlib.nullcontext()
+    if _asks_humans(plan):  # no scheduler under dag.test(): time out unanswered inquiries here
+        from attune_provider.operators.inquiry import answer_deadlines
+
+        deadlines = answer_deadlines()
+    with deadlines:
+        dag_run = dag.test(run_conf=dict(params), **when)
     return collect(plan, dag_run.run_id)
+
+
+def _asks_humans(plan: WorkflowPlan) -> bool:
+    if any(action.runner_type == "inquiry" for action in plan.actions.values()):
+        return True
+    return any(_asks_humans(child) for child in plan.children.values())
 
 
 def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
@@ -172,6 +183,7 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
         rows = session.query(XComModel).filter_by(dag_id=plan.ref, run_id=run_id).all()
         xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
         tis_by_id = {ti.task_id: ti for ti in tis}
+        spans = {name: _span(tis, plan.task_ids[name]) for name in plan.tasks if plan.kind(name) != "action"}
     status = xcoms.get((OUTCOME_TASK_ID, "status")) or "failed"
     result = RunResult(plan.ref, run_id, status, vars=xcoms.get((OUTCOME_TASK_ID, "vars")) or {})
     result.output = xcoms.get((OUTCOME_TASK_ID, "return_value"))
@@ -180,10 +192,19 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
     reported = xcoms.get((OUTCOME_TASK_ID, "tasks")) or {}
     for name in plan.tasks:
         task_id = plan.task_ids[name]
-        outcome = xcoms.get((task_id, "attune")) or {}
-        ti = tis_by_id.get(task_id)
-        duration = ti.duration if ti is not None else None
+        # with_items, parallel and subworkflow tasks report from their group's outcome task
+        outcome = xcoms.get((plan.outcome_ids[name], "attune")) or {}
+        ti = tis_by_id.get(plan.outcome_ids[name])
+        duration = spans[name] if name in spans else (ti.duration if ti is not None else None)
         attempts = (ti.try_number if ti is not None else 0) if outcome.get("status") != "skipped" else 0
         task_status = reported.get(task_id) or outcome.get("status") or "skipped"
         result.tasks[task_id] = TaskRun(task_id, task_status, attempts, duration, outcome.get("error"))
     return result
+
+
+def _span(tis: Sequence[Any], group_id: str) -> float | None:
+    """Seconds from the first start to the last end of the task instances of a TaskGroup."""
+    inside = [ti for ti in tis if ti.task_id.startswith(group_id + ".") and ti.start_date and ti.end_date]
+    if not inside:
+        return None
+    return (max(ti.end_date for ti in inside) - min(ti.start_date for ti in inside)).total_seconds()

@@ -10,6 +10,11 @@ _HOME = Path(tempfile.mkdtemp(prefix="attune-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+# Airflow freezes its DAGs folder when first imported: make it the provider's DAG file
+# (what `attune-airflow run` uses), whichever test module imports Airflow first.
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(
+    Path(__file__).resolve().parent.parent / "attune_provider" / "airflow_dags"
+)
 os.environ.pop("ATTUNE_PACKS_PATH", None)
 os.environ.pop("AIRFLOW__ATTUNE__PACKS_PATH", None)
 

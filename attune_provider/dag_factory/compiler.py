@@ -26,8 +26,19 @@ class Node:
     tail: Any
 
 
+def _plain(value: Any) -> Any:
+    """YAML values without their source positions: every operator deep-copies the DAG's
+    params, and copying the positions of a marked list or mapping is most of that cost."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _param(name: str, prop: dict[str, Any]) -> Param:
     """A workflow parameter as a typed Airflow Param (the trigger form's field)."""
+    prop = _plain(prop)
     schema = {k: v for k, v in prop.items() if k not in ("required", "default", "secret")}
     required = prop.get("required") is True
     default = prop.get("default", NOTSET)
@@ -98,7 +109,12 @@ class _Builder:
         if kind == "action":
             from attune_provider.operators.action import AttuneTaskOperator
 
-            op = AttuneTaskOperator(
+            operator: type = AttuneTaskOperator
+            if getattr(plan.actions.get(task.name), "runner_type", None) == "inquiry":
+                from attune_provider.operators.inquiry import InquiryTaskOperator
+
+                operator = InquiryTaskOperator
+            op = operator(
                 task_id=task.name, trigger_rule=rule, task_group=group, **common, **_retry_kwargs(task)
             )
             return Node([op], op)

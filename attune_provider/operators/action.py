@@ -20,6 +20,7 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.operators.base import RendersInput, own_scope
 from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of
 from attune_provider.operators.runners.registry import get_runner
+from attune_provider.operators.secrets import redact_secrets
 
 
 class AttuneTaskFailed(AirflowException):
@@ -87,4 +88,4 @@ class AttuneTaskOperator(ActionRunMixin, RendersInput):
             if isinstance(exc, AirflowTaskTimeout):
                 raise
             raise AttuneTaskFailed(f"{error.get('type')}: {error.get('message')}") from exc
-        return result
+        return redact_secrets(result)

@@ -13,15 +13,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from attune_provider.dag_factory.expressions import render, truthy
-from attune_provider.dag_factory.graph import SKIPPED, SUCCEEDED, fired_targets
+from attune_provider.dag_factory.expressions import TemplateRenderError, render, truthy
+from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, fired_targets
 from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.dag_factory.spec import Task
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
+from attune_provider.operators.runners.base import error_of
 from attune_provider.operators.scope import SubworkflowNotStarted, TaskScopeBuilder
+from attune_provider.operators.secrets import redact_secrets
 
 
 class SelfOverlay(Mapping[str, Any]):
@@ -89,16 +91,31 @@ class AttuneOperator(BaseOperator):
         return bool(fired)
 
     def open_gate(self, context: Any, builder: TaskScopeBuilder) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Skip unless routed to and `when` holds; return (scope, vars) for the task."""
+        """Skip unless routed to and `when` holds; return (scope, vars) for the task.
+
+        A template that cannot be rendered here (initial vars, `when`) fails the task with
+        its error, like any other failure of the task.
+        """
         if not self.routed_to(builder):
             self.skip(context, "no inbound transition fired")
-        vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
-        scope = builder.scope(vars_)
+        try:
+            vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+            scope = builder.scope(vars_)
+            false_when = self._false_when(scope)
+        except TemplateRenderError as exc:
+            self.report_failure(context, FAILED, error_of(exc))
+            raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
+        if false_when is not None:
+            self.skip(context, f"the `when` of '{false_when}' is false")
+        return scope, vars_
+
+    def _false_when(self, scope: dict[str, Any]) -> str | None:
+        """The first of (the group, the task) whose `when` is false, if any."""
         for name in dict.fromkeys((self.gate_name, self.task_name)):
             condition = self.plan.tasks[name].when
             if condition is not None and not truthy(render(condition, scope)):
-                self.skip(context, f"the `when` of '{name}' is false")
-        return scope, vars_
+                return name
+        return None
 
     def skip(self, context: Any, reason: str) -> None:
         self.push(context, Outcome(SKIPPED, ended_at=time.time()))
@@ -107,7 +124,7 @@ class AttuneOperator(BaseOperator):
     # -- finishing -----------------------------------------------------------------
 
     def push(self, context: Any, outcome: Outcome) -> None:
-        context["ti"].xcom_push(key=OUTCOME_KEY, value=outcome.to_xcom())
+        context["ti"].xcom_push(key=OUTCOME_KEY, value=redact_secrets(outcome.to_xcom()))
 
     def succeed(
         self, context: Any, scope: dict[str, Any], vars_: dict[str, Any], result: Any, **extra: Any
@@ -130,8 +147,19 @@ class AttuneOperator(BaseOperator):
         outcome = Outcome(SUCCEEDED, result, None, targets, published, time.time(), attempts, **extra)
         self.push(context, outcome)
         if published:
-            context["ti"].xcom_push(key="vars", value=current)
+            context["ti"].xcom_push(key="vars", value=redact_secrets(current))
         return outcome
+
+    def finish(
+        self, context: Any, scope: dict[str, Any], vars_: dict[str, Any], result: Any, **extra: Any
+    ) -> Outcome:
+        """`succeed`, where a publish or decision that cannot be rendered fails the task
+        with its error (for the operators that do not catch it around their action)."""
+        try:
+            return self.succeed(context, scope, vars_, result, **extra)
+        except TemplateRenderError as exc:
+            self.report_failure(context, FAILED, error_of(exc), result)
+            raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
 
     def report_failure(self, context: Any, status: str, error: dict[str, Any], result: Any = None) -> None:
         targets = fired_targets(self.spec, status)

@@ -16,6 +16,7 @@ from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOU
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
 from attune_provider.operators.scope import TaskScopeBuilder
+from attune_provider.operators.secrets import redact_secrets
 
 
 class GroupFailed(AirflowException):
@@ -49,8 +50,8 @@ class GroupOutcomeOperator(AttuneOperator):
             )
         vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
         extra = {"total_count": total} if total is not None else {}
-        self.succeed(context, builder.scope(vars_), vars_, result, **extra)
-        return result
+        self.finish(context, builder.scope(vars_), vars_, result, **extra)
+        return redact_secrets(result)
 
     def _executions(self, context: Any) -> tuple[str, Any, dict[str, Any] | None, int | None]:
         ti = context["ti"]

@@ -14,9 +14,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
 from attune_provider.dag_factory.expressions import render
 from attune_provider.dag_factory.graph import FAILED, SUCCEEDED
+from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import FAILURES, ActionRunMixin, AttuneTaskFailed, classify
 from attune_provider.operators.base import AttuneOperator, own_scope
 from attune_provider.operators.outcomes import Outcome
+from attune_provider.operators.secrets import redact_secrets
 
 
 def max_map_length() -> int:
@@ -33,6 +35,16 @@ def batches(items: list[Any], size: int | None) -> list[Any]:
     if size is None:
         return items
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def sealed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls as XCom may hold them: an input with a secret in it is stored redacted and
+    marked `render`, and its execution renders it again (secrets.py: never in XCom in clear)."""
+    stored = []
+    for call in calls:
+        redacted = redact_secrets(call["input"])
+        stored.append(call if redacted == call["input"] else {**call, "input": redacted, "render": True})
+    return stored
 
 
 class ItemsOperator(AttuneOperator):
@@ -66,7 +78,7 @@ class ItemsOperator(AttuneOperator):
             self.report_failure(context, FAILED, {"type": "TooManyItems", "message": message})
             raise AttuneTaskFailed(message)
         context["ti"].xcom_push(key="items", value={"total_count": len(items), "executions": len(calls)})
-        return calls
+        return sealed(calls)
 
 
 class ItemOperator(ActionRunMixin, AttuneOperator):
@@ -85,9 +97,8 @@ class ItemOperator(ActionRunMixin, AttuneOperator):
     def execute(self, context: Any) -> Any:
         index = self.call["index"]
         try:
-            result = self.call_action(
-                self.plan.actions.get(self.task_name), self.call["input"], self.spec.timeout
-            )
+            raw_input = self._input_again(context, index) if self.call.get("render") else self.call["input"]
+            result = self.call_action(self.plan.actions.get(self.task_name), raw_input, self.spec.timeout)
         except FAILURES as exc:
             status, error, result = classify(exc, self.spec.timeout, self.task_name)
             own = {"status": status, "result": result, "error": error}
@@ -98,4 +109,13 @@ class ItemOperator(ActionRunMixin, AttuneOperator):
                 raise
             raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
         self.push(context, Outcome(SUCCEEDED, result, attempts=context["ti"].try_number, index=index))
-        return result
+        return redact_secrets(result)
+
+    def _input_again(self, context: Any, index: int) -> Any:
+        """This execution's input, rendered here because XCom only holds it redacted."""
+        builder = self.scope_builder(context)
+        scope = builder.scope(builder.vars_after(self.plan.graph.ancestors(self.gate_name)))
+        executions = batches(render(self.spec.with_items, scope) or [], self.spec.batch_size)
+        if not isinstance(executions, list) or index >= len(executions):
+            raise ParameterError(f"with_items of '{self.task_name}' no longer has an execution {index}")
+        return render(dict(self.spec.input), {**scope, "item": executions[index], "index": index})

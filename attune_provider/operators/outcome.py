@@ -94,7 +94,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
             raise AirflowFailException(f"subworkflow {self.workflow.ref} did not start: {early.error}")
 
     def _conclude(self, context: Any, reasons: list[str], output: Any) -> Any:
-        context["ti"].xcom_push(key="reasons", value=reasons)
+        context["ti"].xcom_push(key="reasons", value=redact_secrets(reasons))
         if self.workflow.parent is not None:
             self._report_to_parent(context, reasons, output)
         if reasons:
@@ -109,7 +109,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
             return
         builder = self.scope_builder(context)
         vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
-        self.succeed(context, builder.scope(vars_), vars_, output)
+        self.finish(context, builder.scope(vars_), vars_, output)
 
     def _failures(self, outcomes: Mapping[str, Outcome]) -> list[str]:
         reasons = []

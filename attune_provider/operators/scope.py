@@ -39,26 +39,40 @@ class KeyValue:
         return value
 
 
-def load_pack_config(plan: WorkflowPlan) -> dict[str, Any]:
-    """Schema defaults overridden by the `attune_pack_config__<pack>` Variable, validated."""
+def _config_overrides(name: str) -> dict[str, Any]:
+    """The JSON object of Variable `name` ({} when it is not set)."""
     from airflow.sdk import Variable
 
-    schema = plan.config_schema or {"type": "object"}
-    raw = Variable.get(PACK_CONFIG_VARIABLE.format(pack=plan.pack), default=None)
-    overrides: Any = {}
-    if raw:
+    raw = Variable.get(name, default=None)
+    if raw is None or raw == "":
+        return {}
+    try:
         overrides = json.loads(raw) if isinstance(raw, str) else raw
-        if not isinstance(overrides, dict):
-            raise ParameterError(
-                f"Variable {PACK_CONFIG_VARIABLE.format(pack=plan.pack)} is not a JSON object"
-            )
-    for key in plan.secret_config_keys:
-        if key in overrides:
-            mask(overrides[key])
-    config = check_values(schema, with_defaults(schema, overrides), what="pack config key")
-    for key in plan.secret_config_keys:
-        mask(config.get(key))
-    return config
+    except ValueError as exc:
+        raise ParameterError(f"not valid JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise ParameterError("not a JSON object")
+    return overrides
+
+
+def load_pack_config(plan: WorkflowPlan) -> dict[str, Any]:
+    """Schema defaults overridden by the `attune_pack_config__<pack>` Variable, validated.
+
+    Values of `secret: true` properties are masked before anything can show them.
+    """
+    name = PACK_CONFIG_VARIABLE.format(pack=plan.pack)
+    schema = plan.config_schema or {"type": "object"}
+    try:
+        overrides = _config_overrides(name)
+        for key in plan.secret_config_keys:
+            mask(overrides.get(key))
+        config = with_defaults(schema, overrides)
+        for key in plan.secret_config_keys:
+            mask(config.get(key))
+        return check_values(schema, config, what="pack config key")
+    except ParameterError as exc:
+        message = f"invalid configuration of pack '{plan.pack}' (Variable {name}): {exc}"
+        raise ParameterError(message) from None
 
 
 class _LazyPack(Mapping[str, Any]):
