@@ -24,7 +24,9 @@ def test_success_path(airflow_db: None) -> None:
     assert result.output == {"deployment_id": deployment_id, "status": "success", "deployed_version": "2.0.0"}
     image = result.xcom("build_image")["image_uri"]
     assert image == "registry.local:5000/shop:2.0.0"  # pack.config default reached the action
-    assert result.xcom("notify_success")["message"] == "Deployed shop v2.0.0 to staging"
+    assert result.xcom("notify_success")["stdout"] == "[#deployments] Deployed shop v2.0.0 to staging"
+    assert result.vars["health_check_url"].startswith("http://127.0.0.1:")
+    assert result.xcom("health_check") == {"status_code": 200, "url": result.vars["health_check_url"]}
 
 
 def test_failure_path_rolls_back_and_fails(airflow_db: None) -> None:
@@ -38,6 +40,8 @@ def test_failure_path_rolls_back_and_fails(airflow_db: None) -> None:
     assert statuses["update_deployment_status"] == "skipped"
     assert result.vars["rollback_required"] is True
     assert result.xcom("cleanup_deployment")["rolled_back"] is True
+    assert "returned 503" in result.tasks["health_check"].error["message"]
+    assert "rolled back" in result.xcom("rollback_deployment")["stdout"]
     # the failure is handled, but the output's `status` is null, which the output schema refuses
     assert result.status == "failed"
     assert result.output["status"] is None

@@ -1,3 +1,0 @@
-def run(channel, message):
-    print(f"[{channel}] {message}")
-    return {"channel": channel, "message": message, "ok": True}
