@@ -394,18 +394,72 @@ def analyse(template: str) -> tuple[list[Reference], list[TemplateIssue]]:
     """References and problems of one template string, found without rendering it."""
     if not _has_syntax(template):
         return [], []
+    references, issues = _analyse(template)
+    return list(references), list(issues)
+
+
+@functools.lru_cache(maxsize=4096)
+def _analyse(template: str) -> tuple[tuple[Reference, ...], tuple[TemplateIssue, ...]]:
+    """`analyse`, once per distinct template (workflows repeat many of theirs)."""
     try:
         tree = ENV.parse(template)
     except jinja2.TemplateSyntaxError as exc:
-        return [], [TemplateIssue(f"Jinja syntax error: {exc.message}", exc.lineno)]
+        return (), (TemplateIssue(f"Jinja syntax error: {exc.message}", exc.lineno),)
     analyser = _Analyser()
     analyser.visit(tree, set())
-    if not analyser.issues:
-        try:  # whatever else the compiler rejects (it re-parses: the walk may not touch `tree`)
-            ENV.compile(template)
+    if not analyser.issues and _may_fail_to_compile(tree):
+        try:  # whatever else the compiler rejects (from the tree: parsing again doubled the cost)
+            ENV.compile(tree)
         except jinja2.TemplateSyntaxError as exc:
             analyser.issues.append(TemplateIssue(f"Jinja syntax error: {exc.message}", exc.lineno))
-    return analyser.references, analyser.issues
+    return tuple(analyser.references), tuple(analyser.issues)
+
+
+# Nodes the compiler turns into Python without any check of its own (statements such as
+# blocks, macros, loops and assignments have some): for a template made of these alone,
+# parsing is the whole syntax check, and compiling it (most of `analyse`'s cost) is skipped.
+_EXPRESSION_NODES = (
+    nodes.Template,
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Const,
+    nodes.Name,
+    nodes.Getattr,
+    nodes.Getitem,
+    nodes.Slice,
+    nodes.Compare,
+    nodes.Operand,
+    nodes.Not,
+    nodes.Neg,
+    nodes.Pos,
+    nodes.BinExpr,
+    nodes.Concat,
+    nodes.CondExpr,
+    nodes.List,
+    nodes.Tuple,
+    nodes.Dict,
+    nodes.Pair,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Call,
+    nodes.Keyword,
+)
+
+
+def _may_fail_to_compile(tree: nodes.Template) -> bool:
+    """False when compiling cannot fail: only expression nodes, and no call, filter or test
+    repeats a keyword argument (Python rejects `f(a=1, a=2)`)."""
+    stack: list[nodes.Node] = [tree]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, _EXPRESSION_NODES):
+            return True
+        if isinstance(node, (nodes.Call, nodes.Filter, nodes.Test)):
+            keys = [keyword.key for keyword in node.kwargs]
+            if len(keys) != len(set(keys)):
+                return True
+        stack.extend(node.iter_child_nodes())
+    return False
 
 
 def template_strings(value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -6,11 +6,18 @@ left out, and all their problems together become one import error of the DAG fil
 raised by a stand-in DAG's `validate()`: Airflow's DagBag records that as an import error
 (shown in the UI's "Dag Import Errors" and the DAG processor log) and still loads every
 other DAG of the file.
+
+Speed (docs/performance.md): pack files and validation reports come from the cache
+(cache.py) when their content is unchanged, and when Airflow parses the file to run one
+task (`get_parsing_context().dag_id` is set) only that workflow and what it calls are
+read, validated and compiled.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +25,9 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-from attune_provider.dag_factory.loader import load_catalog
-from attune_provider.dag_factory.plan import build_plan
-from attune_provider.dag_factory.source import Problem
-from attune_provider.dag_factory.validator import validate_catalog
+from attune_provider.dag_factory.cache import FileCache, Findings, validate_cached
+from attune_provider.dag_factory.loader import Catalog, load_catalog, load_workflow_closure
+from attune_provider.dag_factory.source import DEFAULT_MAX_FILE_BYTES, Problem
 from attune_provider.exceptions import AttuneError
 
 log = logging.getLogger(__name__)
@@ -64,25 +70,84 @@ def _parsing_dag_id() -> str | None:
         return None
 
 
-def build_dags(packs_paths: Sequence[Path], max_depth: int = 5) -> dict[str, Any]:
-    """DAGs by dag_id, plus the stand-in reporting broken workflows when there are any."""
-    catalog = load_catalog(packs_paths)
-    report = validate_catalog(catalog, max_depth=max_depth)
-    only = _parsing_dag_id()
-    dags: dict[str, Any] = {}
-    for ref, entry in sorted(catalog.workflows.items()):
-        if ref in report.invalid_workflows or (only and ref != only):
-            continue
-        try:
-            from attune_provider.dag_factory.compiler import build_dag
+class _Configured:
+    """`build_dags(cache=CONFIGURED)`: the cache of cache.py's settings (or none when off)."""
 
+
+CONFIGURED: Any = _Configured()
+
+
+def _compile(catalog: Catalog, refs: Sequence[str], report: Findings) -> dict[str, Any]:
+    """DAGs of the given (valid) workflows; a compile failure makes its workflow invalid."""
+    from attune_provider.dag_factory.compiler import build_dag
+    from attune_provider.dag_factory.plan import build_plan
+
+    dags: dict[str, Any] = {}
+    for ref in refs:
+        entry = catalog.workflows[ref]
+        try:
             dags[ref] = build_dag(build_plan(entry, catalog))
         except Exception as exc:  # noqa: BLE001 - one workflow must not take the others down
             log.exception("could not compile workflow %s", ref)
             report.invalid_workflows[ref] = [Problem(entry.workflow.loc(), f"could not compile: {exc}")]
+    return dags
+
+
+def _scope(kind: str, packs_paths: Sequence[Path]) -> str:
+    return f"{kind}|{os.pathsep.join(os.path.abspath(p) for p in packs_paths)}"
+
+
+def _task_time_dags(
+    packs_paths: Sequence[Path], ref: str, max_depth: int, max_file_bytes: int, cache: FileCache | None
+) -> dict[str, Any]:
+    """The one DAG a worker needs to run a task of workflow `ref`, from `ref`'s files only."""
+    catalog = load_workflow_closure(packs_paths, ref, max_file_bytes, cache=cache)
+    if catalog is None:
+        log.warning("Attune workflow %s not found on the packs path", ref)
+        return {}
+    report = validate_cached(catalog, max_depth, cache, _scope(f"workflow:{ref}", packs_paths))
+    if ref in report.invalid_workflows:
+        for problem in report.invalid_workflows[ref]:
+            log.error("%s", problem.format())
+        return {}
+    return _compile(catalog, [ref], report)
+
+
+def build_dags(
+    packs_paths: Sequence[Path],
+    max_depth: int = 5,
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    cache: FileCache | None = CONFIGURED,
+) -> dict[str, Any]:
+    """DAGs by dag_id, plus the stand-in reporting broken workflows when there are any.
+
+    When Airflow parses the DAG file to run a task, only that task's DAG is built.
+    """
+    if cache is CONFIGURED:
+        cache = FileCache.open()
+    collecting = gc.isenabled()
+    gc.disable()  # building allocates much and frees little: collections would walk it all
+    try:
+        return _build(packs_paths, max_depth, max_file_bytes, cache)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build(
+    packs_paths: Sequence[Path], max_depth: int, max_file_bytes: int, cache: FileCache | None
+) -> dict[str, Any]:
+    only = _parsing_dag_id()
+    if only:
+        return _task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache)
+    catalog = load_catalog(packs_paths, max_file_bytes, cache=cache)
+    report = validate_cached(catalog, max_depth, cache, _scope("all", packs_paths))
+    valid = [ref for ref in sorted(catalog.workflows) if ref not in report.invalid_workflows]
+    dags = _compile(catalog, valid, report)
     errors = [p for p in report.problems if p.is_error]
     broken = sorted(report.invalid_workflows)
-    if errors and not only:
+    if errors:
         for problem in errors:
             log.error("%s", problem.format())
         extra = [p for ref in broken for p in report.invalid_workflows[ref] if p not in errors]
@@ -96,7 +161,7 @@ def dags_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, Any
         from attune_provider import settings
 
         paths = list(packs_paths) if packs_paths is not None else settings.packs_paths()
-        return build_dags(paths, max_depth=settings.max_depth())
+        return build_dags(paths, max_depth=settings.max_depth(), max_file_bytes=settings.max_file_bytes())
     except Exception:  # noqa: BLE001 - report, never take the DAG file down
         message = "Attune could not load its packs:\n" + traceback.format_exc()
         log.error("%s", message)

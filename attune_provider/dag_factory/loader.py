@@ -3,6 +3,10 @@
 The loader never raises for bad input: every file that cannot be read or parsed adds
 problems to the `Catalog`, and everything else still loads. Cross-file checks live in
 `validator.py`.
+
+`load_catalog` reads every pack; `load_workflow_closure` reads only what one workflow
+needs (Airflow parsing the DAG file to run one of its tasks). With a `FileCache`, a
+file whose content is unchanged is not parsed again (see cache.py).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attune_provider.dag_factory.cache import FileCache
 from attune_provider.dag_factory.source import (
     DEFAULT_MAX_FILE_BYTES,
+    LoadedYaml,
     Location,
     Problem,
     Severity,
@@ -79,6 +85,8 @@ class Catalog:
     workflows: dict[str, WorkflowEntry] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    cache: FileCache | None = field(default=None, repr=False, compare=False)
+    sources: dict[str, str] = field(default_factory=dict)  # display -> SHA-256 (when cached)
 
     def add_problem(self, location: Location, message: str, severity: Severity = Severity.ERROR) -> None:
         self.problems.append(Problem(location, message, severity))
@@ -93,12 +101,50 @@ def _yaml_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
 
 
+def _model_of(cls: type[Any], display: str) -> Any:
+    """Parses loaded YAML into `cls`: (model or None, the file's problems)."""
+
+    def parse(loaded: LoadedYaml) -> tuple[Any, list[Problem]]:
+        if any(p.is_error for p in loaded.problems):
+            return None, list(loaded.problems)
+        model, problems = parse_model(cls, loaded.data, Location(display))
+        return model, [*loaded.problems, *problems]
+
+    return parse
+
+
+def _config_of(display: str) -> Any:
+    """Parses loaded YAML as a pack's config schema: (the mapping or None, problems)."""
+
+    def parse(loaded: LoadedYaml) -> tuple[Any, list[Problem]]:
+        problems = list(loaded.problems)
+        if isinstance(loaded.data, dict):
+            return loaded.data, problems
+        if loaded.data is not None:
+            problems.append(
+                Problem(Location(display), "config.yaml must be a JSON-Schema object (a mapping)")
+            )
+        return None, problems
+
+    return parse
+
+
+def _parse_file(
+    catalog: Catalog, path: Path, display: str, kind: str, parse: Any
+) -> tuple[Any, list[Problem]]:
+    """(value, problems) of one file, from the cache when the catalog has one."""
+    if catalog.cache is not None:
+        parsed = catalog.cache.parsed(path, display, kind, catalog.max_file_bytes, parse)
+        if parsed is not None:
+            catalog.sources[display] = parsed.digest
+            return parsed.value, parsed.problems
+        catalog.sources[display] = "unread"
+    result: tuple[Any, list[Problem]] = parse(load_yaml_file(path, display, catalog.max_file_bytes))
+    return result
+
+
 def _load_model(catalog: Catalog, cls: type[Any], path: Path, display: str) -> Any:
-    loaded = load_yaml_file(path, display, catalog.max_file_bytes)
-    catalog.problems.extend(loaded.problems)
-    if any(p.is_error for p in loaded.problems):
-        return None
-    model, problems = parse_model(cls, loaded.data, Location(display))
+    model, problems = _parse_file(catalog, path, display, cls.__name__, _model_of(cls, display))
     catalog.problems.extend(problems)
     return model
 
@@ -108,13 +154,11 @@ def _load_config_schema(catalog: Catalog, entry: PackEntry) -> None:
     if not path.is_file():
         return
     display = f"{entry.display}/config.yaml"
-    loaded = load_yaml_file(path, display, catalog.max_file_bytes)
-    catalog.problems.extend(loaded.problems)
-    if isinstance(loaded.data, dict):
-        entry.config_schema = loaded.data
-        entry.config_location = getattr(loaded.data, "loc", Location(display))
-    elif loaded.data is not None:
-        catalog.add_problem(Location(display), "config.yaml must be a JSON-Schema object (a mapping)")
+    schema, problems = _parse_file(catalog, path, display, "config", _config_of(display))
+    catalog.problems.extend(problems)
+    if schema is not None:
+        entry.config_schema = schema
+        entry.config_location = getattr(schema, "loc", Location(display))
 
 
 def load_pack(catalog: Catalog, directory: Path, display: str) -> PackEntry | None:
@@ -137,27 +181,29 @@ def load_pack(catalog: Catalog, directory: Path, display: str) -> PackEntry | No
     return entry
 
 
-def load_action(catalog: Catalog, pack: PackEntry, path: Path) -> None:
+def load_action(catalog: Catalog, pack: PackEntry, path: Path) -> ActionEntry | None:
     display = f"{pack.display}/actions/{path.name}"
     action = _load_model(catalog, Action, path, display)
     if action is None:
-        return
+        return None
     ref = f"{pack.ref}.{action.name}"
     if ref in catalog.actions or ref in catalog.workflows:
         catalog.add_problem(action.loc("name"), f"action '{ref}' is defined twice")
-        return
-    catalog.actions[ref] = ActionEntry(ref, pack, action, path, display)
+        return None
+    entry = catalog.actions[ref] = ActionEntry(ref, pack, action, path, display)
+    return entry
 
 
-def load_workflow(catalog: Catalog, pack: PackEntry, path: Path) -> None:
+def load_workflow(catalog: Catalog, pack: PackEntry, path: Path) -> WorkflowEntry | None:
     display = f"{pack.display}/workflows/{path.name}"
     workflow = _load_model(catalog, Workflow, path, display)
     if workflow is None:
-        return
+        return None
     if workflow.ref in catalog.workflows or workflow.ref in catalog.actions:
         catalog.add_problem(workflow.loc("ref"), f"workflow '{workflow.ref}' is defined twice")
-        return
-    catalog.workflows[workflow.ref] = WorkflowEntry(workflow.ref, pack, workflow, path, display)
+        return None
+    entry = catalog.workflows[workflow.ref] = WorkflowEntry(workflow.ref, pack, workflow, path, display)
+    return entry
 
 
 def pack_directories(packs_paths: Sequence[Path]) -> Iterable[tuple[Path, str]]:
@@ -175,9 +221,14 @@ def pack_directories(packs_paths: Sequence[Path]) -> Iterable[tuple[Path, str]]:
                 yield child, display_path(child)
 
 
-def load_catalog(packs_paths: Sequence[Path], max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Catalog:
+def load_catalog(
+    packs_paths: Sequence[Path],
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    *,
+    cache: FileCache | None = None,
+) -> Catalog:
     """Parse every pack on the packs path (plus core) into one catalog."""
-    catalog = Catalog(max_file_bytes=max_file_bytes)
+    catalog = Catalog(max_file_bytes=max_file_bytes, cache=cache)
     for root in packs_paths:
         if not root.exists():
             catalog.add_problem(Location(display_path(root)), "packs directory does not exist")
@@ -188,4 +239,158 @@ def load_catalog(packs_paths: Sequence[Path], max_file_bytes: int = DEFAULT_MAX_
             continue
         seen.add(resolved)
         load_pack(catalog, directory, display)
+    return catalog
+
+
+# --- one workflow and what it calls -----------------------------------------------------
+
+
+def _called_refs(workflow: Workflow) -> list[str]:
+    """The action or workflow refs the tasks of a workflow (parallel members included) run."""
+    refs = []
+    for task in workflow.tasks:
+        for member in (task, *task.tasks):
+            if member.type != "parallel" and member.action:
+                refs.append(member.action)
+    return refs
+
+
+def _declared_ref(model: Any, pack: PackEntry) -> str | None:
+    """The ref a loaded workflow (its `ref`) or action (`<pack>.<name>`) defines."""
+    if isinstance(model, Workflow):
+        return model.ref
+    if isinstance(model, Action):
+        return f"{pack.ref}.{model.name}"
+    return None
+
+
+class _Closure:
+    """Loads one workflow and, transitively, what it calls: packs by directory name
+    (`<root>/<pack ref>/pack.yaml`), actions and workflows by file name
+    (`actions/<name>.yaml`, `workflows/<name>.yaml`), each time falling back to a scan in
+    `load_catalog`'s order when the convention does not hold."""
+
+    def __init__(self, catalog: Catalog, packs_paths: Sequence[Path]) -> None:
+        self.catalog = catalog
+        self.paths = list(packs_paths)
+        self.probed: dict[Path, tuple[Path, str, Pack | None, list[Problem]]] = {}
+        self.parsed: dict[Path, tuple[Any, list[Problem]]] = {}
+        self.reported: set[Path] = set()
+
+    def _conventional(self, ref: str) -> Iterable[tuple[Path, str]]:
+        if ref == "core":
+            yield CORE_PACKS_DIR / "core", display_path(CORE_PACKS_DIR / "core")
+        for root in self.paths:
+            if (root / "pack.yaml").is_file():
+                yield root, display_path(root)
+            elif (root / ref / "pack.yaml").is_file():
+                yield root / ref, display_path(root / ref)
+
+    def _probe(self, directory: Path, display: str) -> tuple[Path, str, Pack | None, list[Problem]]:
+        resolved = directory.resolve()
+        if resolved not in self.probed:
+            meta_display = f"{display}/pack.yaml"
+            parse = _model_of(Pack, meta_display)
+            meta, problems = _parse_file(self.catalog, directory / "pack.yaml", meta_display, "Pack", parse)
+            self.probed[resolved] = (directory, display, meta, problems)
+        return self.probed[resolved]
+
+    def pack(self, ref: str) -> PackEntry | None:
+        if ref in self.catalog.packs:
+            return self.catalog.packs[ref]
+        for candidate in (*self._conventional(ref), *pack_directories(self.paths)):
+            directory, display, meta, problems = self._probe(*candidate)
+            if meta is not None and meta.ref == ref:
+                self.catalog.problems.extend(problems)
+                entry = PackEntry(directory, display, meta)
+                self.catalog.packs[ref] = entry
+                _load_config_schema(self.catalog, entry)
+                return entry
+        return None
+
+    def _files(self, pack: PackEntry, folder: str, name: str) -> Iterable[tuple[Path, bool]]:
+        """(file, whether it is the conventional one) in the order to try them."""
+        directory = pack.directory / folder
+        first = [directory / f"{name}{suffix}" for suffix in YAML_SUFFIXES]
+        first = [path for path in first if path.is_file()]
+        yield from ((path, True) for path in first)
+        yield from ((path, False) for path in _yaml_files(directory) if path not in first)
+
+    def _parsed(self, path: Path, display: str, cls: type[Any]) -> tuple[Any, list[Problem]]:
+        """A file's model and problems, parsed once however many refs it is tried for."""
+        if path not in self.parsed:
+            self.parsed[path] = _parse_file(
+                self.catalog, path, display, cls.__name__, _model_of(cls, display)
+            )
+        return self.parsed[path]
+
+    def _find(self, ref: str, folder: str, cls: type[Any]) -> Any:
+        """The model declaring `ref` in the pack its ref names, with its file and display."""
+        pack_ref, dot, name = ref.partition(".")
+        pack = self.pack(pack_ref) if dot else None
+        if pack is None:
+            return None
+        for path, conventional in self._files(pack, folder, name):
+            display = f"{pack.display}/{folder}/{path.name}"
+            model, problems = self._parsed(path, display, cls)
+            declared = _declared_ref(model, pack)
+            if (declared == ref or (conventional and model is None)) and path not in self.reported:
+                self.reported.add(path)  # the problems of the files the lookup stands on
+                self.catalog.problems.extend(problems)
+            if declared == ref:
+                return pack, model, path, display
+        return None
+
+    def workflow(self, ref: str) -> WorkflowEntry | None:
+        if ref in self.catalog.workflows:
+            return self.catalog.workflows[ref]
+        found = self._find(ref, "workflows", Workflow)
+        if found is None:
+            return None
+        pack, model, path, display = found
+        entry = self.catalog.workflows[ref] = WorkflowEntry(ref, pack, model, path, display)
+        return entry
+
+    def action(self, ref: str) -> ActionEntry | None:
+        if ref in self.catalog.actions:
+            return self.catalog.actions[ref]
+        found = self._find(ref, "actions", Action)
+        if found is None:
+            return None
+        pack, model, path, display = found
+        entry = self.catalog.actions[ref] = ActionEntry(ref, pack, model, path, display)
+        return entry
+
+    def follow(self, entry: WorkflowEntry) -> None:
+        """Load every action and subworkflow `entry` calls, transitively."""
+        pending = [entry]
+        while pending:
+            for ref in _called_refs(pending.pop().workflow):
+                if ref in self.catalog.actions or ref in self.catalog.workflows:
+                    continue
+                if self.action(ref) is None:
+                    sub = self.workflow(ref)
+                    if sub is not None:
+                        pending.append(sub)
+
+
+def load_workflow_closure(
+    packs_paths: Sequence[Path],
+    ref: str,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    *,
+    cache: FileCache | None = None,
+) -> Catalog | None:
+    """Only what workflow `ref` needs: its file, the actions and subworkflows it calls
+    (transitively), and their packs' pack.yaml and config.yaml; None when `ref` is not
+    found. Validating this catalog decides about `ref` as validating the whole packs path
+    does, unless a ref is defined twice (an error the full parse reports): then the file
+    found by the naming convention wins here.
+    """
+    catalog = Catalog(max_file_bytes=max_file_bytes, cache=cache)
+    closure = _Closure(catalog, packs_paths)
+    entry = closure.workflow(ref)
+    if entry is None:
+        return None
+    closure.follow(entry)
     return catalog

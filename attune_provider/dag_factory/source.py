@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)  # slots: one per YAML node is kept
 class Location:
     """A 1-based position in a source file."""
 

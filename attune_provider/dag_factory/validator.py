@@ -14,7 +14,7 @@ subworkflows, and which workflows are unusable because of what they call).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,13 +55,47 @@ class Report:
         return [p for p in self.problems if not p.is_error]
 
 
-def schema_problems(schema: Any, where: Callable[[Sequence[Any]], Location], what: str) -> list[Problem]:
-    """An error when `schema` is not a valid JSON Schema (draft 2020-12)."""
+def _frozen(value: Any) -> Hashable:
+    """A hashable copy of YAML data that keeps what matters to a schema check: types, order."""
+    if isinstance(value, dict):
+        return ("dict", tuple((_frozen(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", tuple(_frozen(v) for v in value))
+    hash(value)  # TypeError for what cannot be a key (a YAML !!set): then it is not memoised
+    return (type(value).__name__, value)
+
+
+_CHECKED: dict[Hashable, tuple[tuple[Any, ...], str] | None] = {}
+
+
+def _schema_error(schema: Any) -> tuple[tuple[Any, ...], str] | None:
+    """(path, message) of the first error of `schema` as a JSON Schema, memoised: workflows
+    and actions repeat the same parameter schemas, and checking one costs about a millisecond."""
+    try:
+        key: Hashable | None = _frozen(schema)
+    except TypeError:
+        key = None
+    if key is not None and key in _CHECKED:
+        return _CHECKED[key]
     try:
         Draft202012Validator.check_schema(schema)
+        found = None
     except SchemaError as exc:
-        return [error(where(list(exc.path)), f"invalid JSON Schema for {what}: {exc.message}")]
-    return []
+        found = (tuple(exc.path), exc.message)
+    if key is not None:
+        if len(_CHECKED) >= 4096:
+            _CHECKED.clear()
+        _CHECKED[key] = found
+    return found
+
+
+def schema_problems(schema: Any, where: Callable[[Sequence[Any]], Location], what: str) -> list[Problem]:
+    """An error when `schema` is not a valid JSON Schema (draft 2020-12)."""
+    found = _schema_error(schema)
+    if found is None:
+        return []
+    path, message = found
+    return [error(where(list(path)), f"invalid JSON Schema for {what}: {message}")]
 
 
 def _inline_property(prop: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,274 @@
+"""Parsed pack files and validation reports, cached on disk and keyed by content hash.
+
+Airflow re-parses the DAG file every `min_file_process_interval` seconds, in a fresh
+process, and again for every task it runs; the packs rarely change in between. Two
+kinds of entries make that cheap (docs/performance.md has the figures):
+
+- one per pack file: what the loader made of it (the pydantic model, or the config
+  schema, and the problems of that file). It is found by the file's path (with its kind,
+  display name and the size limit), and used only when the file's size and SHA-256 are
+  the ones recorded; the hash is of the very bytes then parsed, so an edit can never
+  leave a stale model behind (a change of mtime alone, e.g. `touch`, keeps the entry);
+- one per validation scope (the whole packs path, or the closure of one workflow at
+  task time): the validator's findings, used only when the fingerprint of everything
+  validation reads matches (every file's hash, the entry points, the settings).
+
+Entries live below `ATTUNE_CACHE_DIR`, else `[attune] cache_dir`, else
+`$AIRFLOW_HOME/attune_cache`; `off` turns caching off. A sub-directory per code version
+(the sources of `dag_factory` and the versions of the libraries whose output is stored)
+keeps an upgrade from reading old entries. Writes go to a temporary file renamed into
+place (`os.replace`), so DAG processors writing at once never expose a partial entry;
+an unreadable entry is a miss. Entries are pickles: the directory must be writable by
+Airflow only (it is created with mode 0700).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from attune_provider.dag_factory.source import LoadedYaml, Problem, load_yaml_text
+
+if TYPE_CHECKING:
+    from attune_provider.dag_factory.loader import Catalog
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "ATTUNE_CACHE_DIR"
+DEFAULT_DIR_NAME = "attune_cache"
+DISABLED = ("off", "none", "false", "0")
+FORMAT = 1
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def configured_dir() -> Path | None:
+    """The cache directory from the environment and settings, or None when turned off."""
+    raw = os.environ.get(CACHE_DIR_ENV)
+    if raw is None or not raw.strip():
+        from attune_provider.settings import airflow_option
+
+        raw = airflow_option("cache_dir")
+    if raw is not None and raw.strip():
+        if raw.strip().lower() in DISABLED:
+            return None
+        return Path(raw.strip()).expanduser()
+    home = os.environ.get("AIRFLOW_HOME") or "~/airflow"
+    return Path(home).expanduser() / DEFAULT_DIR_NAME
+
+
+def code_version() -> str:
+    """Changes whenever what is stored could: this package's parsing code or its libraries."""
+    import jinja2
+    import pydantic
+    import yaml
+
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256(f"{FORMAT} {sys.version} {pydantic.VERSION} {yaml.__version__}".encode())
+    digest.update(f" {jinja2.__version__} {_jsonschema_version()}".encode())
+    for module in sorted(here.glob("*.py")):
+        stat = module.stat()
+        digest.update(f" {module.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _jsonschema_version() -> str:
+    """Where jsonschema is installed and when (its messages end up in reports): cheap to get,
+    unlike `importlib.metadata.version`, which scans every installed distribution."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("jsonschema")
+        origin = spec.origin if spec is not None else None
+        if origin is None:
+            return "?"
+        stat = os.stat(origin)
+        return f"{origin}:{stat.st_size}:{stat.st_mtime_ns}"
+    except Exception:  # noqa: BLE001 - unknown is a version too
+        return "?"
+
+
+def _name(*parts: object) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What the loader made of one file: its value (a model, a schema or None) and problems."""
+
+    value: Any
+    problems: list[Problem]
+    digest: str  # SHA-256 of the bytes parsed ("" when the file could not be read)
+
+
+class FileCache:
+    """Entries below `root/<code version>`; every failure to read or write is a miss."""
+
+    def __init__(self, root: Path, version: str | None = None) -> None:
+        self.root = root / f"v{FORMAT}-{version or code_version()}"
+        self.hits = 0
+        self.misses = 0
+        self._dirs: set[Path] = set()
+
+    @classmethod
+    def open(cls) -> FileCache | None:
+        """The configured cache, or None when it is turned off or cannot be used."""
+        try:
+            root = configured_dir()
+            return None if root is None else cls(root)
+        except Exception:  # noqa: BLE001 - no cache is slower, never wrong
+            log.warning("Attune cache disabled", exc_info=True)
+            return None
+
+    # -- low level -----------------------------------------------------------------
+
+    def _read(self, path: Path) -> Any:
+        try:
+            with open(path, "rb") as handle:
+                return pickle.load(handle)
+        except FileNotFoundError:
+            return None
+        except Exception:  # noqa: BLE001 - a corrupt or foreign entry is a miss
+            log.debug("unreadable cache entry %s", path, exc_info=True)
+            return None
+
+    def _write(self, path: Path, value: Any) -> None:
+        """Atomically: a temporary file in the same directory, renamed over the entry."""
+        try:
+            directory = path.parent
+            if directory not in self._dirs:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._dirs.add(directory)
+            fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    pickle.dump(value, handle, protocol=_PROTOCOL)
+                os.replace(temp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+        except Exception:  # noqa: BLE001 - a read-only or full disk only costs speed
+            log.debug("cannot write cache entry %s", path, exc_info=True)
+
+    # -- pack files ----------------------------------------------------------------
+
+    def parsed(
+        self,
+        path: Path,
+        display: str,
+        kind: str,
+        max_bytes: int,
+        parse: Callable[[LoadedYaml], tuple[Any, list[Problem]]],
+    ) -> Parsed | None:
+        """The cached result of `parse` for this file, or a fresh one (then stored).
+
+        None when the file cannot be read here or is over the limit: the caller's ordinary
+        path reports that, exactly as without a cache.
+        """
+        try:
+            size = os.stat(path).st_size
+            if size > max_bytes:
+                return None
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            return None
+        digest = hashlib.sha256(raw).hexdigest()
+        entry_path = self.root / "files" / f"{_name(kind, os.path.abspath(path), display, max_bytes)}.pickle"
+        entry = self._read(entry_path)
+        if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == (len(raw), digest):
+            self.hits += 1
+            return Parsed(entry[1], entry[2], digest)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        self.misses += 1
+        value, problems = parse(load_yaml_text(text, display, max_bytes))
+        self._write(entry_path, ((len(raw), digest), value, problems))
+        return Parsed(value, problems, digest)
+
+    # -- validation reports ----------------------------------------------------------
+
+    def report(self, scope: str, fingerprint: str) -> Any:
+        """The report stored for `scope` when it was made from the same inputs, else None."""
+        entry = self._read(self._report_path(scope))
+        if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == fingerprint:
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        return None
+
+    def store_report(self, scope: str, fingerprint: str, report: Any) -> None:
+        self._write(self._report_path(scope), (fingerprint, report))
+
+    def _report_path(self, scope: str) -> Path:
+        return self.root / "reports" / f"{_name(scope, os.getcwd())}.pickle"
+
+
+def fingerprint(parts: Iterable[object]) -> str:
+    """One digest of everything a validation report depends on."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _entry_points(catalog: Catalog) -> Iterator[tuple[str, str, bool]]:
+    """What the validator checks of each action's entry point on disk."""
+    for ref, entry in sorted(catalog.actions.items()):
+        if entry.action.entry_point:
+            target = os.path.realpath(entry.file.parent / entry.action.entry_point)
+            yield ref, target, os.path.isfile(target)
+
+
+def validation_inputs(catalog: Catalog, max_depth: int) -> Iterator[object]:
+    """Everything `validate_catalog` reads: the same inputs give the same report. The
+    catalog must come from a cached load (`catalog.sources` holds every file's hash)."""
+    yield max_depth, catalog.max_file_bytes
+    yield sorted(catalog.sources.items())
+    yield sorted((ref, os.path.realpath(pack.directory), pack.display) for ref, pack in catalog.packs.items())
+    yield [problem.format() for problem in catalog.problems]
+    yield list(_entry_points(catalog))
+
+
+class Findings(Protocol):
+    """What `build_dags` reads of a validation report (`validator.Report` has it too)."""
+
+    problems: list[Problem]
+    invalid_workflows: dict[str, list[Problem]]
+
+
+@dataclass
+class StoredReport:
+    """A `validator.Report` read back from the cache: the same problems, kept as plain data
+    so that a warm parse never imports the validator (and what it imports)."""
+
+    problems: list[Problem]
+    invalid_workflows: dict[str, list[Problem]]
+
+
+def validate_cached(catalog: Catalog, max_depth: int, cache: FileCache | None, scope: str) -> Findings:
+    """`validate_catalog(catalog, max_depth)`, or the findings it gave for the same inputs
+    before, stored under `scope` (e.g. the whole packs path, or one workflow's closure)."""
+    key = fingerprint(validation_inputs(catalog, max_depth)) if cache is not None else ""
+    if cache is not None:
+        stored = cache.report(scope, key)
+        if isinstance(stored, tuple) and len(stored) == 2:
+            return StoredReport(list(stored[0]), dict(stored[1]))
+    from attune_provider.dag_factory.validator import validate_catalog
+
+    report = validate_catalog(catalog, max_depth=max_depth)
+    if cache is not None:
+        cache.store_report(scope, key, (list(report.problems), dict(report.invalid_workflows)))
+    return report
