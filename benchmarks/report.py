@@ -168,10 +168,13 @@ def _parse_checks(samples: dict[str, Any], n: int) -> list[Check]:
 def _growth(
     samples: dict[str, Any], section: str, variant: str, key: str | None, ns: Sequence[int]
 ) -> float | None:
-    """How much a median grows from the smallest N to the largest."""
-    return _ratio(
-        _median(samples, section, max(ns), variant, key), _median(samples, section, min(ns), variant, key)
-    )
+    """How much a sample grows from the smallest N to the largest: the median over rounds
+    (each round measures every N one after the other)."""
+    low = samples.get(section, {}).get(str(min(ns)), {}).get(variant) or []
+    high = samples.get(section, {}).get(str(max(ns)), {}).get(variant) or []
+    ratios = [(h[key] if key else h) / (lo[key] if key else lo) for h, lo in zip(high, low, strict=False)]
+    ratios = [r for r in ratios if r == r]  # no NaN
+    return float(statistics.median(ratios)) if ratios else None
 
 
 def _growth_checks(samples: dict[str, Any], ns: Sequence[int]) -> list[Check]:

@@ -130,21 +130,29 @@ def _variants(bench: Bench) -> list[str]:
     return ["handwritten", "attune", *(["dagfactory"] if bench.dagfactory else [])]
 
 
-def measure_loads(bench: Bench, n: int, roots: dict[str, Path]) -> None:
-    """DagBag of the whole folder; Attune with an empty cache, then again with it warm."""
-    for variant in _variants(bench):  # once unmeasured: bytecode and the OS's file cache
-        _load(bench, variant, roots[variant], n, _fresh_cache(bench))
+def _load_round(bench: Bench, n: int, roots: dict[str, Path], round_: int) -> None:
+    order = _variants(bench)
+    order = order[round_ % len(order) :] + order[: round_ % len(order)]
+    for variant in order:
+        if variant != "attune":
+            bench.add("load", str(n), variant, _load(bench, variant, roots[variant], n))
+            continue
+        cache = _fresh_cache(bench)
+        bench.add("load", str(n), "attune_cold", _load(bench, "attune", roots["attune"], n, cache))
+        bench.add("load", str(n), "attune_warm", _load(bench, "attune", roots["attune"], n, cache))
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def measure_loads(bench: Bench, roots_by_n: dict[int, dict[str, Path]]) -> None:
+    """DagBag of the whole folder; Attune with an empty cache, then again with it warm.
+
+    Every round measures every N, so that growth with N is also a same-round ratio."""
+    for n, roots in roots_by_n.items():  # once unmeasured: bytecode and the OS's file cache
+        for variant in _variants(bench):
+            _load(bench, variant, roots[variant], n, _fresh_cache(bench))
     for round_ in range(bench.repeats):
-        order = _variants(bench)
-        order = order[round_ % len(order) :] + order[: round_ % len(order)]
-        for variant in order:
-            if variant != "attune":
-                bench.add("load", str(n), variant, _load(bench, variant, roots[variant], n))
-                continue
-            cache = _fresh_cache(bench)
-            bench.add("load", str(n), "attune_cold", _load(bench, "attune", roots["attune"], n, cache))
-            bench.add("load", str(n), "attune_warm", _load(bench, "attune", roots["attune"], n, cache))
-            shutil.rmtree(cache, ignore_errors=True)
+        for n, roots in roots_by_n.items():
+            _load_round(bench, n, roots, round_)
 
 
 def _parse(bench: Bench, variant: str, root: Path, dag_id: str, cache: Path | None = None) -> float:
@@ -157,18 +165,23 @@ def _parse(bench: Bench, variant: str, root: Path, dag_id: str, cache: Path | No
     return float(data["seconds"])
 
 
-def measure_parses(bench: Bench, n: int, roots: dict[str, Path]) -> None:
-    """The parse a worker does to run one task; Attune cold, then warm from that parse."""
+def _parse_round(bench: Bench, n: int, roots: dict[str, Path], round_: int) -> None:
     dag_id = generate.Names(n // 2).dag_id
+    for variant in _variants(bench)[round_ % 2 :] + _variants(bench)[: round_ % 2]:
+        if variant != "attune":
+            bench.add("parse", str(n), variant, _parse(bench, variant, roots[variant], dag_id))
+            continue
+        cache = _fresh_cache(bench)
+        bench.add("parse", str(n), "attune_cold", _parse(bench, "attune", roots["attune"], dag_id, cache))
+        bench.add("parse", str(n), "attune_warm", _parse(bench, "attune", roots["attune"], dag_id, cache))
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def measure_parses(bench: Bench, roots_by_n: dict[int, dict[str, Path]]) -> None:
+    """The parse a worker does to run one task; Attune cold, then warm from that parse."""
     for round_ in range(bench.repeats):
-        for variant in _variants(bench)[round_ % 2 :] + _variants(bench)[: round_ % 2]:
-            if variant != "attune":
-                bench.add("parse", str(n), variant, _parse(bench, variant, roots[variant], dag_id))
-                continue
-            cache = _fresh_cache(bench)
-            bench.add("parse", str(n), "attune_cold", _parse(bench, "attune", roots["attune"], dag_id, cache))
-            bench.add("parse", str(n), "attune_warm", _parse(bench, "attune", roots["attune"], dag_id, cache))
-            shutil.rmtree(cache, ignore_errors=True)
+        for n, roots in roots_by_n.items():
+            _parse_round(bench, n, roots, round_)
 
 
 def _migrated_home(bench: Bench, name: str) -> Path:
@@ -252,11 +265,11 @@ def run(args: argparse.Namespace) -> tuple[Bench, dict[str, Any]]:
     bench = Bench(args.out, args.repeats, env.python, env.note)
     info = machine()
     started = time.time()
-    for n in args.n:
-        print(f"N = {n}: generating, loading, parsing ...", flush=True)
-        roots = generate.generate(args.out / f"n{n}", n, tuple(_variants(bench)))
-        measure_loads(bench, n, roots)
-        measure_parses(bench, n, roots)
+    roots_by_n = {n: generate.generate(args.out / f"n{n}", n, tuple(_variants(bench))) for n in args.n}
+    print(f"loading the DAG folders, N = {args.n} ...", flush=True)
+    measure_loads(bench, roots_by_n)
+    print("task-time parses ...", flush=True)
+    measure_parses(bench, roots_by_n)
     print("dag.test() of one workflow ...", flush=True)
     roots = generate.generate(args.out / "n1", 1, ("attune", "handwritten"))
     info["states"] = measure_runs(bench, roots, runs=2 if args.quick else 3)
