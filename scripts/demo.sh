@@ -24,7 +24,7 @@ PY
 echo "== success path"
 "$bin/attune-airflow" run my_pack.deploy_application -p app_name=shop -p version=1.4.2 -p environment=staging
 
-echo "== failure path (the build fails: rollback path, workflow ends failed)"
+echo "== failure path (the image build fails: cleanup and failure notice run, the workflow ends failed)"
 "$bin/attune-airflow" run my_pack.deploy_application -p app_name=shop -p version=1.4.3-broken \
   || echo "(exit $? as expected: the workflow failed)"
 
