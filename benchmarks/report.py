@@ -279,12 +279,16 @@ def _cells(check: Check) -> list[str]:
     return [check.name, check.n, check.hand, check.attune, check.dagfactory, *ratios, check.target, verdict]
 
 
+def _loads(values: Any) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "?"
+
+
 def _machine_lines(info: dict[str, Any]) -> list[str]:
     return [
         f"machine: {info.get('cpu')}, {info.get('cores')} cores, {info.get('memory')};"
         f" {info.get('platform')}",
         f"python {info.get('python')}; {info.get('dagfactory')}; {info.get('repeats')} samples per median;"
-        f" load average {info.get('load_average_start')} -> {info.get('load_average_end')};"
+        f" load average {_loads(info.get('load_average_start'))} -> {_loads(info.get('load_average_end'))};"
         f" {info.get('minutes')} min",
     ]
 
