@@ -29,6 +29,13 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "1048576",
                         "default": "1048576",
                     },
+                    "cache_dir": {
+                        "description": "Where parsed packs are cached ('off' disables the cache).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/attune_cache",
+                        "default": None,
+                    },
                     "max_subworkflow_depth": {
                         "description": "How deeply subworkflows may nest.",
                         "version_added": "0.1.0",

@@ -407,11 +407,13 @@ def _analyse(template: str) -> tuple[tuple[Reference, ...], tuple[TemplateIssue,
         return (), (TemplateIssue(f"Jinja syntax error: {exc.message}", exc.lineno),)
     analyser = _Analyser()
     analyser.visit(tree, set())
-    if not analyser.issues and _may_fail_to_compile(tree):
+    if not analyser.issues and (_may_fail_to_compile(tree) or tree.find(nodes.Call) is not None):
         try:  # whatever else the compiler rejects (from the tree: parsing again doubled the cost)
             ENV.compile(tree)
         except jinja2.TemplateSyntaxError as exc:
             analyser.issues.append(TemplateIssue(f"Jinja syntax error: {exc.message}", exc.lineno))
+        except SyntaxError as exc:  # Python rejects the generated code, e.g. f(a=1, a=2)
+            analyser.issues.append(TemplateIssue(f"invalid expression: {exc.msg}", 1))
     return tuple(analyser.references), tuple(analyser.issues)
 
 

@@ -380,3 +380,10 @@ def test_template_strings_yields_paths_of_templated_strings() -> None:
     ]
     assert list(template_strings("{{ x }}")) == [((), "{{ x }}")]
     assert list(template_strings(["plain", 1, None])) == []
+
+
+def test_python_level_syntax_errors_are_template_issues_not_crashes() -> None:
+    references, issues = analyse("{{ dict(a=1, a=2) }}")
+    assert [issue.message for issue in issues] == ["invalid expression: keyword argument repeated: a"]
+    with pytest.raises(TemplateRenderError):
+        render("{{ dict(a=1, a=2) }}", {})
