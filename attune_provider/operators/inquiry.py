@@ -89,6 +89,7 @@ def form_fields(schema: dict[str, Any]) -> ParamsDict:
 class Question:
     prompt: str
     schema: dict[str, Any]
+    auto_answer: dict[str, Any] | None = None
 
     def check(self, given: dict[str, Any]) -> dict[str, Any]:
         """The answer with defaults applied, or ActionFailed naming the offending field."""
@@ -122,13 +123,16 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
             raise ParameterError("task input must render to a mapping")
         params = check_values(action.input_schema, self.input, what="input")
         prompt = params.get("prompt") or f"{self.plan.ref}: {self.task_name}"
-        return Question(str(prompt), answer_schema(params.get("schema")))
+        return Question(str(prompt), answer_schema(params.get("schema")), params.get("auto_answer"))
 
     def execute(self, context: Any) -> Any:
         builder = self.scope_builder(context)
-        scope, _ = self.open_gate(context, builder)
+        scope, vars_ = self.open_gate(context, builder)
         try:
             question = self._question(scope)
+            if question.auto_answer is not None:
+                answer = question.check(question.auto_answer)
+                return self._answered(context, scope, vars_, answer, "auto_answer")
         except FAILURES as exc:
             self._fail(context, scope, exc)
         self.subject = redact_secrets(question.prompt)
@@ -147,10 +151,16 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
                     raise AirflowTaskTimeout(str(event["error"]))
                 raise ActionFailed({"type": "InquiryError", "message": str(event["error"])})
             answer = self._question(scope).check(dict(event.get("params_input") or {}))
-            self.log.info("answered by %s", (event.get("responded_by_user") or {}).get("name", "?"))
-            self.succeed(context, scope, vars_, answer)
+            by = (event.get("responded_by_user") or {}).get("name", "?")
+            return self._answered(context, scope, vars_, answer, by)
         except FAILURES as exc:
             self._fail(context, scope, exc)
+
+    def _answered(
+        self, context: Any, scope: dict[str, Any], vars_: dict[str, Any], answer: dict[str, Any], by: str
+    ) -> Any:
+        self.log.info("answered by %s", by)
+        self.succeed(context, scope, vars_, answer)
         return redact_secrets(answer)
 
     def _fail(self, context: Any, scope: dict[str, Any], exc: BaseException) -> NoReturn:

@@ -18,7 +18,7 @@ from attune_provider.dag_factory.parameters import check_values, with_defaults
 from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.outcomes import OutcomeReader, merged_vars
-from attune_provider.operators.secrets import mask
+from attune_provider.operators.secrets import mask, was_redacted
 
 PACK_CONFIG_VARIABLE = "attune_pack_config__{pack}"
 
@@ -109,12 +109,15 @@ class SubworkflowNotStarted(Exception):
 def run_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, Any]:
     """The run's parameters with defaults, checked against the workflow (raises ParameterError).
 
-    A subworkflow's parameters are what its calling task's `input` step rendered.
+    A subworkflow's parameters are what its calling task's `input` step rendered; when
+    that XCom holds a redacted secret, the input is rendered again here.
     """
     if plan.parent is not None:
         given = context["ti"].xcom_pull(task_ids=plan.prefix + SUBWORKFLOW_INPUT, map_indexes=None)
         if given is None:
             raise SubworkflowNotStarted(plan.ref)
+        if was_redacted(given):
+            given = calling_input(plan.parent, context)
         return check_values(plan.params_schema, given)
     dag_run = context.get("dag_run")
     conf = dict(getattr(dag_run, "conf", None) or {})
@@ -124,6 +127,14 @@ def run_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, 
     values.update(conf)
     given = {k: v for k, v in values.items() if not (v is None and k in declared and k not in conf)}
     return check_values(plan.params_schema, given)
+
+
+def calling_input(parent: tuple[WorkflowPlan, str], context: Mapping[str, Any]) -> Any:
+    """The calling task's `input` rendered in the parent workflow's scope, secrets in clear."""
+    plan, name = parent
+    builder = TaskScopeBuilder(plan, context)
+    vars_ = builder.vars_after(plan.graph.ancestors(plan.group_of.get(name, name)))
+    return render(dict(plan.tasks[name].input), builder.scope(vars_))
 
 
 def system_scope(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, Any]:

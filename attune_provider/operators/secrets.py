@@ -17,8 +17,12 @@ characters by default), nor the word `airflow`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-from typing import Any
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 REPLACEMENT = "***"
 
@@ -94,10 +98,62 @@ def _mask_in_process_logs() -> None:
     _in_process_masking = True
 
 
+class _RedactingStream(io.TextIOBase):
+    """Writes whole lines to `target` with registered secrets redacted."""
+
+    def __init__(self, target: TextIO) -> None:
+        self.target = target
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        done, newline, self.pending = self.pending.rpartition("\n")
+        if newline:
+            self.target.write(_redact_text(done + newline))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.target.write(_redact_text(self.pending))
+            self.pending = ""
+        self.target.flush()
+
+
+@contextlib.contextmanager
+def masked_prints() -> Iterator[None]:
+    """Under `dag.test()`, redact what Python code writes to `sys.stdout`/`sys.stderr`.
+
+    A worker's supervisor masks a task's output itself; in-process, `print()` would reach
+    the console (and `attune-airflow run`'s log) in clear. Writes to the file descriptors
+    themselves (`os.write`, child processes) are not covered.
+    """
+    if not _running_in_process():
+        yield
+        return
+    out, err = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    finally:
+        out.flush()
+        err.flush()
+
+
 def _redact_text(text: str) -> str:
     from airflow.sdk.log import redact
 
     return str(redact(text, replacement=REPLACEMENT))
+
+
+def was_redacted(value: Any) -> bool:
+    """True when `value` (a redacted XCom read back) has `***` anywhere in it."""
+    if isinstance(value, str):
+        return REPLACEMENT in value
+    if isinstance(value, dict):
+        return any(was_redacted(key) or was_redacted(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(was_redacted(item) for item in value)
+    return False
 
 
 def redact_secrets(value: Any) -> Any:

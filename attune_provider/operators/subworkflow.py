@@ -3,6 +3,9 @@
 The child workflow's tasks are compiled into the calling task's TaskGroup (they cannot
 wait on another DAG run under `airflow dags test`); they read their parameters from this
 step's return value, and the child's `attune_outcome` reports back to the parent.
+That return value is an XCom, so secrets in it are stored as `***`; a child task that
+finds one renders the calling task's input again in its own process
+(`scope.run_parameters`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import AttuneTaskFailed
 from attune_provider.operators.base import RendersInput
 from attune_provider.operators.runners.base import error_of
+from attune_provider.operators.secrets import redact_secrets
 
 
 class SubworkflowInputOperator(RendersInput):
@@ -28,7 +32,7 @@ class SubworkflowInputOperator(RendersInput):
             self.input = render(dict(self.spec.input), scope)
             if not isinstance(self.input, dict):
                 raise ParameterError("task input must render to a mapping")
-            return check_values(child.params_schema, self.input)
+            return redact_secrets(check_values(child.params_schema, self.input))
         except (TemplateRenderError, ParameterError) as exc:
             self.report_failure(context, "failed", error_of(exc))
             raise AttuneTaskFailed(f"invalid input for workflow {child.ref}: {exc}") from exc

@@ -12,10 +12,13 @@ REF = "my_pack.deploy_application"
 
 def test_success_path(airflow_db: None) -> None:
     prepare_environment([PACKS])
-    result = run_workflow(REF, [PACKS], {"app_name": "shop", "version": "2.0.0", "environment": "staging"})
+    result = run_workflow(
+        REF, [PACKS], {"app_name": "shop", "version": "2.0.0", "environment": "staging", "auto_approve": True}
+    )
     assert result.status == "succeeded"
     statuses = {name: task.status for name, task in result.tasks.items()}
     assert statuses["notify_success"] == "succeeded"
+    assert result.xcom("approve_deployment") == {"approved": True, "comment": "auto_approve"}
     assert {statuses[n] for n in ("rollback_deployment", "cleanup_deployment", "notify_failure")} == {
         "skipped"
     }
@@ -31,7 +34,7 @@ def test_success_path(airflow_db: None) -> None:
 
 def test_failure_path_rolls_back_and_fails(airflow_db: None) -> None:
     prepare_environment([PACKS])
-    result = run_workflow(REF, [PACKS], {"app_name": "shop-sick", "version": "2.0.1"})
+    result = run_workflow(REF, [PACKS], {"app_name": "shop-sick", "version": "2.0.1", "auto_approve": True})
     statuses = {name: task.status for name, task in result.tasks.items()}
     assert statuses["health_check"] == "failed"
     assert statuses["rollback_deployment"] == "succeeded"

@@ -58,6 +58,11 @@ WORKFLOW = """
         action: core.echo
         input:
           message: "{{ item }}:{{ kv.get_secret('attune_test_opaque') }}"
+        on_success: child
+      - name: child
+        action: t.child
+        input:
+          token: "{{ kv.get_secret('attune_test_opaque') }}"
     output_map:
       seen: "{{ vars.seen }}"
       port: "{{ vars.port }}"
@@ -65,6 +70,34 @@ WORKFLOW = """
       plain: "{{ vars.plain }}"
       label: "{{ vars.api_token_label }}"
       each: "{{ task.each.result }}"
+      child: "{{ task.child.result }}"
+"""
+CHILD = """
+    ref: t.child
+    parameters:
+      token: {type: string, required: true}
+    tasks:
+      - name: show
+        action: t.show
+        input: {token: "{{ parameters.token }}"}
+    output_map:
+      length: "{{ task.show.result.length }}"
+      tail: "{{ task.show.result.tail }}"
+"""
+SHOW = """
+    name: show
+    runner_type: python-script
+    entry_point: show.py
+    parameters:
+      token: {type: string, required: true}
+"""
+SHOW_PY = """
+import sys
+
+def run(token):
+    print("printed", token)
+    print("printed to stderr", token, file=sys.stderr)
+    return {"length": len(token), "tail": token[-4:]}
 """
 EXPECTED_OUTPUT = {
     "seen": "cfg=*** kv=***",
@@ -73,6 +106,8 @@ EXPECTED_OUTPUT = {
     "plain": PLAIN_KV,
     "label": "public-label",  # a key named like a secret is not hidden: only secrets are
     "each": [{"message": "1:***"}, {"message": "2:***"}],
+    # the secret reached the subworkflow's action in clear (not as "***")
+    "child": {"length": len(SECRET_KV), "tail": SECRET_KV[-4:]},
 }
 
 
@@ -92,7 +127,14 @@ def assert_clean(text: str, where: str) -> None:
 @pytest.fixture(scope="module")
 def packs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("secret-packs")
-    write_pack(root, "t", {"config.yaml": CONFIG, "workflows/secrets.yaml": WORKFLOW})
+    files = {
+        "config.yaml": CONFIG,
+        "workflows/secrets.yaml": WORKFLOW,
+        "workflows/child.yaml": CHILD,
+        "actions/show.yaml": SHOW,
+        "actions/show.py": SHOW_PY,
+    }
+    write_pack(root, "t", files)
     return root
 
 
@@ -123,6 +165,7 @@ def test_secrets_are_masked_everywhere(airflow_db: None, packs_dir: Path, mode: 
         log = logs[-1].read_text()
         assert_clean(log, str(logs[-1]))
     assert "[stdout] cfg=*** kv=***" in log and "[stderr] again ***" in log
+    assert "printed ***" in log and "printed to stderr ***" in log
 
     xcoms = database_rows("SELECT task_id, key, value FROM xcom WHERE dag_id = ?")
     assert_clean("\n".join(xcoms), "the xcom table")

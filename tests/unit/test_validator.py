@@ -18,7 +18,7 @@ from attune_provider.dag_factory.source import Location
 from attune_provider.dag_factory.validator import Report, validate_catalog
 from attune_provider.dag_factory.validator_templates import template_location
 
-EXAMPLE = Path("/work/shared/spec/examples/deploy_application.yaml")
+EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples" / "deploy_application.yaml"
 WF = "p/workflows/w.yaml"
 
 

@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from attune_provider.operators.runners.base import ActionFailed, Invocation, error_of
+from attune_provider.operators.secrets import masked_prints
 
 
 def load_module(path: str) -> ModuleType:
@@ -36,11 +37,12 @@ class PythonScriptRunner:
                 {"type": "ConfigurationError", "message": "python-script action has no entry_point"}
             )
         try:
-            module = load_module(str(entry))
-            run = getattr(module, "run", None)
-            if not callable(run):
-                raise AttributeError(f"{entry.name} defines no function run(**params)")
-            result = run(**invocation.params)
+            with masked_prints():
+                module = load_module(str(entry))
+                run = getattr(module, "run", None)
+                if not callable(run):
+                    raise AttributeError(f"{entry.name} defines no function run(**params)")
+                result = run(**invocation.params)
         except ActionFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - any exception is the action's failure
