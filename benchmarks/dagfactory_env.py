@@ -67,7 +67,8 @@ def _install(work: Path, log: Path) -> None:
             log,
         )
         _run([uv, "venv", "-q", "--python", sys.executable, str(VENV)], log)
-        _run([uv, "pip", "install", "-q", "--python", str(python), "-r", str(lock)], log)
+        install = [uv, "pip", "install", "-q", "--compile-bytecode", "--python", str(python)]
+        _run([*install, "-r", str(lock)], log)
         return
     _run([sys.executable, "-m", "venv", str(VENV)], log)
     _run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements), "-c", str(constraints)], log)

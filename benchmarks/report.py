@@ -119,40 +119,45 @@ def _at_most(value: float | None, limit: float) -> bool | None:
 
 
 def _load_checks(samples: dict[str, Any], n: int) -> list[Check]:
+    """Targets 1 and 3 on the time DagBag spends loading the folder (the issue's figures are
+    that time: its 5.4 s for dag-factory at N = 500 is what DagBag takes here); the whole
+    process, Python and Airflow start-up included, is shown beside them."""
+    files = _row(samples, "load", n, "attune_cold", "file_total", _seconds)
+    ok = _at_most(files.vs_hand, LOAD_WALL)
+    if ok is not None and files.vs_dagfactory is not None:
+        ok = ok and files.vs_dagfactory <= LOAD_VS_DAGFACTORY
     wall = _row(samples, "load", n, "attune_cold", "seconds", _seconds)
-    vs_hand, vs_df = wall.vs_hand, wall.vs_dagfactory
-    ok = _at_most(vs_hand, LOAD_WALL)
-    if ok is not None and vs_df is not None:
-        ok = ok and vs_df <= LOAD_VS_DAGFACTORY
     rss = _row(samples, "load", n, "attune_cold", "peak_rss_mb", _mb)
+    warm_files = _row(samples, "load", n, "attune_warm", "file_total", _seconds)
     warm = _row(samples, "load", n, "attune_warm", "seconds", _seconds)
     warm_rss = _row(samples, "load", n, "attune_warm", "peak_rss_mb", _mb)
-    files = _row(samples, "load", n, "attune_cold", "file_total", _seconds)
-    warm_files = _row(samples, "load", n, "attune_warm", "file_total", _seconds)
     return [
-        wall.check(
-            "1. load folder, wall (empty cache)", n, f"<= {LOAD_WALL}x hand, <= {LOAD_VS_DAGFACTORY}x df", ok
+        files.check(
+            "1. load folder, DagBag (empty cache)",
+            n,
+            f"<= {LOAD_WALL}x hand, <= {LOAD_VS_DAGFACTORY}x df",
+            ok,
         ),
+        wall.check("   whole process, wall (empty cache)", n, "(information)", None),
         rss.check(
             "1. load folder, peak RSS (empty cache)",
             n,
             f"<= {LOAD_RSS}x hand",
             _at_most(rss.vs_hand, LOAD_RSS),
         ),
-        files.check("   DAG files only (empty cache)", n, "(information)", None),
-        warm.check(
-            "3. re-parse, wall (warm cache)",
+        warm_files.check(
+            "3. re-parse, DagBag (warm cache)",
             n,
             f"<= {WARM}x hand",
-            _at_most(warm.vs_hand, WARM),
+            _at_most(warm_files.vs_hand, WARM),
         ),
+        warm.check("   whole process, wall (warm cache)", n, "(information)", None),
         warm_rss.check(
             "3. re-parse, peak RSS (warm cache)",
             n,
             f"<= {LOAD_RSS}x hand",
             _at_most(warm_rss.vs_hand, LOAD_RSS),
         ),
-        warm_files.check("   DAG files only (warm cache)", n, "(information)", None),
     ]
 
 

@@ -13,7 +13,10 @@ if [ ! -x .venv/bin/uv ]; then
 fi
 stamp=".venv/.attune-lock"
 if [ ! -f "$stamp" ] || ! cmp -s requirements/lock.txt "$stamp"; then
-  .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements/lock.txt
+  .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -r requirements/lock.txt
   cp requirements/lock.txt "$stamp"
 fi
 .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
+# Bytecode now, once: where PYTHONDONTWRITEBYTECODE is set (as here) every process would
+# otherwise compile Airflow and the provider from source (seconds per process).
+.venv/bin/python -m compileall -q attune_provider >/dev/null

@@ -145,7 +145,6 @@ class _Builder:
         run = ItemOperator.partial(
             task_id="run",
             task_group=group,
-            map_index_template="{{ task.call['index'] }}",
             **common,
             **partial,
             **_retry_kwargs(task),

@@ -80,6 +80,22 @@ class Graph:
                 stack.extend(self.predecessors[current])
         return [task for task in self.tasks if task in seen]
 
+    def settled_by(self, source: str, fired: Iterable[str]) -> list[str]:
+        """The tasks that can no longer run once `source` ended having fired `fired`: the
+        successors it did not fire whose every predecessor is `source` or such a task."""
+        fired_set, dead = set(fired), set[str]()
+        queue = [s for s in self.successors.get(source, []) if s not in fired_set]
+        found: list[str] = []
+        while queue:
+            name = queue.pop(0)
+            if name in dead or name in fired_set:
+                continue
+            if all(p == source or p in dead for p in self.predecessors[name]):
+                dead.add(name)
+                found.append(name)
+                queue.extend(self.successors[name])
+        return found
+
     def reachable(self, starts: Iterable[str]) -> set[str]:
         seen: set[str] = set()
         stack = list(starts)

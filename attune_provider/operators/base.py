@@ -84,7 +84,8 @@ class AttuneOperator(BaseOperator):
         predecessors = self.plan.graph.predecessors.get(gate, [])
         if not predecessors:
             return True
-        fired = [p for p in predecessors if gate in builder.outcomes[p].next]
+        outcomes = builder.outcomes.read_many(predecessors)
+        fired = [p for p, outcome in zip(predecessors, outcomes, strict=True) if gate in outcome.next]
         self.log.info("inbound transitions fired by %s (of %s)", fired, predecessors)
         if self.plan.tasks[gate].join == "all":
             return len(fired) == len(predecessors)
@@ -119,7 +120,31 @@ class AttuneOperator(BaseOperator):
 
     def skip(self, context: Any, reason: str) -> None:
         self.push(context, Outcome(SKIPPED, ended_at=time.time()))
+        self.settle(context, [])
         raise AirflowSkipException(reason)
+
+    def settle(self, context: Any, fired: list[str]) -> None:
+        """Mark skipped at once the plain tasks this outcome leaves with no way to run.
+
+        They would be skipped anyway (no inbound transition can fire any more), but each
+        would first start, read its predecessors' outcomes and skip itself: a worker slot
+        and a task start each in a deployment. Airflow's skip-downstream call (what its
+        branch operators use) spares that; it never touches tasks already running or done.
+        """
+        if self.task_name not in self.plan.graph.tasks or context["ti"].map_index not in (None, -1):
+            return
+        names = self.plan.graph.settled_by(self.task_name, fired)
+        task_ids = [self.plan.airflow_id(n) for n in names if self.plan.kind(n) == "action"]
+        if not task_ids:
+            return
+        try:
+            from airflow.sdk.execution_time.comms import SkipDownstreamTasks
+            from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+            SUPERVISOR_COMMS.send(SkipDownstreamTasks(tasks=task_ids))
+            self.log.info("skipped now, no transition can reach them: %s", task_ids)
+        except Exception as exc:  # noqa: BLE001 - they will skip themselves when they start
+            self.log.warning("could not skip %s early (%s): they will skip themselves", task_ids, exc)
 
     # -- finishing -----------------------------------------------------------------
 
@@ -148,6 +173,7 @@ class AttuneOperator(BaseOperator):
         self.push(context, outcome)
         if published:
             context["ti"].xcom_push(key="vars", value=redact_secrets(current))
+        self.settle(context, targets)
         return outcome
 
     def finish(
@@ -164,7 +190,10 @@ class AttuneOperator(BaseOperator):
     def report_failure(self, context: Any, status: str, error: dict[str, Any], result: Any = None) -> None:
         targets = fired_targets(self.spec, status)
         ended = time.time()
-        self.push(context, Outcome(status, result, error, targets, {}, ended, context["ti"].try_number))
+        attempt = context["ti"].try_number
+        self.push(context, Outcome(status, result, error, targets, {}, ended, attempt))
+        if attempt > (self.retries or 0):  # a retry may still succeed and route elsewhere
+            self.settle(context, targets)
 
 
 class RendersInput(AttuneOperator):

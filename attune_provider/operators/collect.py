@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException
 
 from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT
 from attune_provider.operators.base import AttuneOperator
@@ -41,8 +41,7 @@ class GroupOutcomeOperator(AttuneOperator):
         else:
             status, result, error, total = self._members(builder)
         if status == SKIPPED:
-            self.push(context, Outcome(SKIPPED))
-            raise AirflowSkipException(f"'{self.task_name}' did not run")
+            self.skip(context, f"'{self.task_name}' did not run")
         if status != SUCCEEDED:
             self.report_failure(context, status, error or {}, result)
             raise GroupFailed(
@@ -82,7 +81,8 @@ class GroupOutcomeOperator(AttuneOperator):
         return SUCCEEDED, results, None, int(meta.get("total_count", len(results)))
 
     def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
-        outcomes = {m.name: builder.outcomes[m.name] for m in self.spec.tasks}
+        names = [m.name for m in self.spec.tasks]
+        outcomes = dict(zip(names, builder.outcomes.read_many(names), strict=True))
         if all(o.status == SKIPPED for o in outcomes.values()):
             return SKIPPED, None, None, None
         results = {name: o.result for name, o in outcomes.items()}

@@ -70,7 +70,8 @@ class WorkflowOutcomeOperator(AttuneOperator):
         except Exception as exc:  # noqa: BLE001 - bad parameters: the workflow fails
             self._report(ti, FAILED, {}, {}, None)
             return self._conclude(context, [f"invalid parameters: {exc}"], None)
-        outcomes = {name: builder.outcomes[name] for name in self.workflow.tasks}
+        names = list(self.workflow.tasks)
+        outcomes = dict(zip(names, builder.outcomes.read_many(names), strict=True))
         reasons = self._failures(outcomes)
         vars_ = builder.vars_after(list(self.workflow.tasks))
         output, output_problem = self._output(builder, vars_)

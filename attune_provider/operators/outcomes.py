@@ -62,6 +62,7 @@ class OutcomeReader(Mapping[str, Outcome]):
         self._plan = plan
         self._task_ids = plan.outcome_ids
         self._cache: dict[str, Outcome] = {}
+        self._states: dict[str, Any] | None = None
 
     def __getitem__(self, name: str) -> Outcome:
         if name not in self._plan.tasks:
@@ -76,6 +77,17 @@ class OutcomeReader(Mapping[str, Outcome]):
     def __len__(self) -> int:
         return len(self._plan.tasks)
 
+    def read_many(self, names: list[str]) -> list[Outcome]:
+        """The outcomes of `names`; for more than two, one call for the run's task states
+        first spares pulling the outcome of every task Airflow shows as skipped (a
+        skipped task published nothing and fired nothing)."""
+        if len(names) > 2:
+            states = self._run_states()
+            for name in names:
+                if name not in self._cache and states.get(self._task_ids[name]) == "skipped":
+                    self._cache[name] = Outcome(SKIPPED)
+        return [self[name] for name in names]
+
     def _pull(self, name: str) -> Outcome:
         task_id = self._task_ids[name]
         value = self._ti.xcom_pull(task_ids=task_id, key=OUTCOME_KEY, map_indexes=None)
@@ -86,20 +98,23 @@ class OutcomeReader(Mapping[str, Outcome]):
 
     def _from_airflow_state(self, name: str, task_id: str) -> Outcome:
         """A task that pushed nothing: skipped or never ran, or died (then it failed)."""
-        states: dict[str, Any] = {}
-        try:
-            found = self._ti.get_task_states(
-                dag_id=self._ti.dag_id, run_ids=[self._ti.run_id], task_ids=[task_id]
-            )
-            states = found.get(self._ti.run_id, {})
-        except Exception:  # noqa: BLE001 - a missing state just means "did not run"
-            states = {}
-        status = _AIRFLOW_TO_STATUS.get(str(states.get(task_id) or ""), SKIPPED)
+        status = _AIRFLOW_TO_STATUS.get(str(self._run_states().get(task_id) or ""), SKIPPED)
         if status == FAILED:
             task = self._plan.tasks[name]
             error = {"type": "TaskDied", "message": "the task ended without reporting an outcome"}
             return Outcome(FAILED, error=error, next=fired_targets(task, FAILED))
         return Outcome(SKIPPED)
+
+    def _run_states(self) -> dict[str, Any]:
+        """Airflow's state of every task of the run, in one call (tasks skipped early by
+        their predecessor, `AttuneOperator.settle`, have no outcome: often several)."""
+        if self._states is None:
+            try:
+                found = self._ti.get_task_states(dag_id=self._ti.dag_id, run_ids=[self._ti.run_id])
+                self._states = dict(found.get(self._ti.run_id, {}))
+            except Exception:  # noqa: BLE001 - a missing state just means "did not run"
+                self._states = {}
+        return self._states
 
     def scope(self) -> Mapping[str, Any]:
         """The `task` template scope: `task.<name>.result/status/error`."""
@@ -120,12 +135,11 @@ class _TaskScope(Mapping[str, Any]):
         return len(self._reader)
 
 
-def merged_vars(
-    initial: Mapping[str, Any], outcomes: Mapping[str, Outcome], names: list[str]
-) -> dict[str, Any]:
+def merged_vars(initial: Mapping[str, Any], outcomes: OutcomeReader, names: list[str]) -> dict[str, Any]:
     """Initial vars, then the publishes of the succeeded tasks among `names`, in end order."""
     values = dict(initial)
-    published = [outcomes[n] for n in names if outcomes[n].status == SUCCEEDED and outcomes[n].published]
+    found = outcomes.read_many(names)
+    published = [o for o in found if o.status == SUCCEEDED and o.published]
     for outcome in sorted(published, key=lambda o: o.ended_at):
         values.update(outcome.published)
     return values

@@ -167,8 +167,10 @@ class TaskScopeBuilder:
         return dict(rendered)
 
     def vars_after(self, names: list[str]) -> dict[str, Any]:
-        """Initial vars, then what the succeeded tasks among `names` published, in end order."""
-        return merged_vars(self.initial_vars(), self.outcomes, names)
+        """Initial vars, then what the succeeded tasks among `names` published, in end order
+        (only tasks with a `publish` can have published: the others are not read)."""
+        publishers = [name for name in names if self.plan.tasks[name].publishes]
+        return merged_vars(self.initial_vars(), self.outcomes, publishers)
 
     def scope(self, vars_: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         return {

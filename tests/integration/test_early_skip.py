@@ -1,0 +1,100 @@
+"""Tasks that no transition can reach any more are skipped by the task that settled it,
+without starting (AttuneOperator.settle), and never wrongly: not while a retry may still
+take another path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.integration.conftest import Try
+
+BRANCHES = """
+    ref: t.wf
+    parameters:
+      route: {type: string, default: a}
+    tasks:
+      - name: start
+        action: core.noop
+        decision:
+          - when: "{{ parameters.route == 'a' }}"
+            next: a1
+          - default: b1
+      - name: a1
+        action: core.noop
+        on_success: join
+      - name: b1
+        action: core.noop
+        on_success: b2
+      - name: b2
+        action: core.noop
+        on_success: join
+      - name: join
+        action: core.echo
+        input: {message: "{{ task.b2.status }}"}
+    output_map:
+      join: "{{ task.join.result.message }}"
+"""
+
+
+def test_a_branch_not_taken_never_starts(run: Callable[..., Any], tries: Callable[..., list[Try]]) -> None:
+    result = run(BRANCHES)
+    assert result.status == "succeeded"
+    assert {n: t.status for n, t in result.tasks.items()} == {
+        "start": "succeeded",
+        "a1": "succeeded",
+        "b1": "skipped",
+        "b2": "skipped",
+        "join": "succeeded",
+    }
+    assert result.output == {"join": "skipped"}
+    for name in ("b1", "b2"):
+        assert tries(result, name) == [], f"{name} started"  # no try: Airflow skipped it
+        assert result.xcom(name, "attune") is None
+    assert [t.state for t in tries(result, "a1")] == ["success"]
+
+
+FLAKY = """
+    import pathlib
+
+    def run(marker):
+        path = pathlib.Path(marker)
+        if not path.exists():
+            path.write_text("failed once")
+            raise RuntimeError("first attempt fails")
+        return "ok"
+"""
+RETRIED = """
+    ref: t.wf
+    parameters:
+      marker: {type: string, required: true}
+    tasks:
+      - name: flaky
+        action: t.flaky
+        input: {marker: "{{ parameters.marker }}"}
+        retry: {count: 1, delay: 0}
+        on_success: next
+        on_failure: recover
+      - name: next
+        action: core.noop
+      - name: recover
+        action: core.noop
+"""
+
+
+def test_a_failed_attempt_with_a_retry_left_settles_nothing(
+    run: Callable[..., Any], tmp_path: Any
+) -> None:
+    files = {
+        "actions/flaky.yaml": "name: flaky\nrunner_type: python-script\nentry_point: flaky.py\n"
+        "parameters: {marker: {type: string, required: true}}\n",
+        "actions/flaky.py": FLAKY,
+    }
+    result = run(RETRIED, files=files, params={"marker": str(tmp_path / "marker")})
+    assert result.status == "succeeded"
+    assert {n: t.status for n, t in result.tasks.items()} == {
+        "flaky": "succeeded",
+        "next": "succeeded",
+        "recover": "skipped",
+    }
+    assert result.tasks["flaky"].attempts == 2
