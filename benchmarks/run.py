@@ -263,6 +263,9 @@ def run(args: argparse.Namespace) -> tuple[Bench, dict[str, Any]]:
     env = dagfactory_env.ensure(args.out)
     print(env.note, flush=True)
     bench = Bench(args.out, args.repeats, env.python, env.note)
+    # An installed provider has its bytecode; a working copy being edited may not, and with
+    # PYTHONDONTWRITEBYTECODE every child would compile the provider from source.
+    subprocess.run([str(PROJECT_PYTHON), "-m", "compileall", "-q", str(REPO / "attune_provider")], check=True)
     info = machine()
     started = time.time()
     roots_by_n = {n: generate.generate(args.out / f"n{n}", n, tuple(_variants(bench))) for n in args.n}

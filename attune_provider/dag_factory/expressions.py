@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -394,8 +395,36 @@ def analyse(template: str) -> tuple[list[Reference], list[TemplateIssue]]:
     """References and problems of one template string, found without rendering it."""
     if not _has_syntax(template):
         return [], []
-    references, issues = _analyse(template)
+    references, issues = _analyse(_skeleton(template) or template)
     return list(references), list(issues)
+
+
+_EXPRESSION_BLOCK = re.compile(r"\{\{(.*?)\}\}", re.S)
+_UNSURE_IN_EXPRESSION = ("'", '"', "{", "}")
+
+
+def _skeleton(template: str) -> str | None:
+    """The template with its literal text reduced to its line breaks, so that templates
+    differing only in text share one analysis (`"Deploy {{ parameters.app }} now"` and
+    `"{{ parameters.app }}"` find the same references on the same lines).
+
+    Only for templates made of `{{ ... }}` blocks and plain text; None (analyse the whole
+    text) when a block holds a quote or a brace (a `}}` could hide in a string) or the
+    text holds anything else Jinja reads (`{%`, a comment, an unclosed `{{`).
+    """
+    if "{#" in template:  # a comment may hold what looks like a block
+        return None
+    parts: list[str] = []
+    last = 0
+    for block in _EXPRESSION_BLOCK.finditer(template):
+        text = template[last : block.start()]
+        if _has_syntax(text) or any(c in block.group(1) for c in _UNSURE_IN_EXPRESSION):
+            return None
+        parts += ["\n" * text.count("\n"), block.group(0)]
+        last = block.end()
+    if _has_syntax(template[last:]):
+        return None
+    return "".join(parts)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -31,8 +31,8 @@ class ActionRunMixin:
     """Validating input and running an action, with the error kept for `retry.on_error`."""
 
     task_name: str
-    error_scope: dict[str, Any] | None
-    _runner: Runner | None
+    error_scope: dict[str, Any] | None = None
+    _runner: Runner | None = None
 
     def call_action(self, action: ActionPlan | None, raw_input: Any, timeout: float | None) -> Any:
         if action is None:
@@ -66,11 +66,6 @@ FAILURES = (AirflowTaskTimeout, ActionFailed, TemplateRenderError, ParameterErro
 
 class AttuneTaskOperator(ActionRunMixin, RendersInput):
     """Runs one Attune task that calls an action."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.error_scope = None
-        self._runner = None
 
     def execute(self, context: Any) -> Any:
         builder = self.scope_builder(context)

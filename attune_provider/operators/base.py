@@ -55,6 +55,15 @@ class AttuneOperator(BaseOperator):
         super().__init__(**kwargs)
         self.plan = plan
         self.task_name = task_name
+        self.set_up()
+
+    def set_up(self) -> None:
+        """What a subclass sets up once `plan` and `task_name` are known.
+
+        A hook rather than an `__init__` per subclass: Airflow wraps every `__init__` of an
+        operator's class chain, and each wrapper deep-copies the DAG's params (most of the
+        cost of building a DAG with many operators).
+        """
 
     @property
     def spec(self) -> Task:
@@ -203,6 +212,5 @@ class RendersInput(AttuneOperator):
     overwrite_rtif_after_execution = True
     ui_color = "#e8f1fb"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def set_up(self) -> None:
         self.input: Any = dict(self.spec.input)

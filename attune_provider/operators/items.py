@@ -84,15 +84,12 @@ class ItemsOperator(AttuneOperator):
 class ItemOperator(ActionRunMixin, AttuneOperator):
     """One execution of a with_items task (a mapped task instance)."""
 
-    template_fields = ("call",)
-    overwrite_rtif_after_execution = True
+    template_fields = ("call",)  # the execution's input as `items` rendered it (secrets as ***)
     ui_color = "#d5e6f7"
 
     def __init__(self, *, call: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.call = call
-        self.error_scope = None
-        self._runner = None
 
     def execute(self, context: Any) -> Any:
         index = self.call["index"]

@@ -387,3 +387,31 @@ def test_python_level_syntax_errors_are_template_issues_not_crashes() -> None:
     assert [issue.message for issue in issues] == ["invalid expression: keyword argument repeated: a"]
     with pytest.raises(TemplateRenderError):
         render("{{ dict(a=1, a=2) }}", {})
+
+
+def test_analyse_of_the_skeleton_equals_analyse_of_the_whole_text() -> None:
+    """Templates are analysed by their skeleton (text reduced to line breaks) when that is
+    safe: over many generated templates it must find exactly what the whole text gives."""
+    import random
+
+    from attune_provider.dag_factory.expressions import _analyse, _skeleton
+
+    texts = ["", "x", "a b ", "\n", "l1\nl2\n", "}", "{", "#", "%}", "-", "{{", "}}", "{#c#}", "{% if a %}"]
+    expressions = [
+        "parameters.a", "vars.x.y", "task.t.result['k']", "a | upper", "a._b", "", "a +", "1 if b else 2",
+        "item", "x\n.y", "'s'", '"}}"', "{'k': 1}", "-a-", "a.b(c)", "range(3)", "undefined_filter | nope",
+    ]
+    rng = random.Random(7)
+    skeletons = 0
+    for _ in range(3000):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            parts.append(rng.choice(texts))
+            parts.append("{{ " + rng.choice(expressions) + " }}")
+        parts.append(rng.choice(texts))
+        template = "".join(parts)
+        skeleton = _skeleton(template)
+        if skeleton is not None:
+            skeletons += 1
+            assert _analyse(skeleton) == _analyse(template), template
+    assert skeletons > 500  # the generator does exercise the shortcut
