@@ -34,6 +34,11 @@ class Location:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
+    def __reduce__(self) -> tuple[type[Location], tuple[str, int, int]]:
+        """Pickle as a constructor call: the dataclass default for slots looks up the
+        fields for every object, most of the time of unpickling a cached workflow."""
+        return (Location, (self.file, self.line, self.col))
+
 
 class Severity(str, enum.Enum):
     ERROR = "error"
