@@ -13,6 +13,8 @@ subworkflows, and which workflows are unusable because of what they call).
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -234,16 +236,27 @@ def _sorted_unique(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda p: (p.location, p.severity is not Severity.ERROR, p.message))
 
 
+def _guarded(check: Callable[[], list[Problem]], display: str) -> list[Problem]:
+    """`check()`; if a checker itself fails on some unforeseen input, one error on that file
+    instead: a bug in a check must cost the file it was reading, never every DAG."""
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - reported as the file's error, logged in full
+        logging.getLogger(__name__).exception("validating %s failed", display)
+        message = f"internal error while validating this file ({type(exc).__name__}: {exc}); please report it"
+        return [error(Location(display), message)]
+
+
 def validate_catalog(catalog: Catalog, max_depth: int = DEFAULT_MAX_DEPTH) -> Report:
     """Every problem of every pack, action and workflow of the catalog."""
     problems: list[Problem] = list(catalog.problems)
     for pack in catalog.packs.values():
         problems += check_pack(pack, catalog)
     for action in catalog.actions.values():
-        problems += check_action(action)
+        problems += _guarded(functools.partial(check_action, action), action.display)
     broken = broken_targets(catalog, problems)
     for workflow in catalog.workflows.values():
-        problems += check_workflow(workflow, catalog, broken)
+        problems += _guarded(functools.partial(check_workflow, workflow, catalog, broken), workflow.display)
     calls = subworkflow_calls(catalog)
     problems += check_nesting(calls, max_depth)
     problems += cascade(catalog, calls, problems)

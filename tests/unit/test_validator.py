@@ -1000,3 +1000,26 @@ def test_report_errors_helper():
 
     report: Report = validate_catalog(Catalog())
     assert report.problems == [] and report.errors() == [] and report.warnings() == []
+
+
+def test_a_checker_that_crashes_costs_only_the_file_it_was_reading(packs, monkeypatch):
+    """An unforeseen input that makes a check itself fail is that workflow's error, found
+    at its file; the other workflows stay valid (their DAGs still load)."""
+    from attune_provider.dag_factory import validator
+
+    workflow = "ref: p.{}\ntasks:\n  - name: a\n    action: core.noop\n"
+    packs.pack("p", {f"workflows/{name}.yaml": workflow.format(name) for name in ("odd", "fine")})
+    real = validator.check_workflow_structure
+
+    def crashes_on_odd(workflow):
+        if workflow.ref == "p.odd":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(workflow)
+
+    monkeypatch.setattr(validator, "check_workflow_structure", crashes_on_odd)
+    report = packs.validate()
+    assert set(report.invalid_workflows) == {"p.odd"}
+    assert packs.problems("p/workflows/odd.yaml") == [
+        "1:1: error: internal error while validating this file (RecursionError: maximum recursion "
+        "depth exceeded); please report it"
+    ]
