@@ -191,6 +191,7 @@ class TaskWatcher(threading.Thread):
         self._finished = State.finished
         self.plan, self.run_id, self.report = plan, run_id, report
         self.reported: set[str] = set()
+        self._names = {task_id: name for name, task_id in plan.task_ids.items()}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -206,10 +207,28 @@ class TaskWatcher(threading.Thread):
             finished = self._read()
         except Exception:  # noqa: BLE001 - a busy or not yet migrated database: try again later
             return
-        for task in finished:
-            if task.task_id not in self.reported and not self._stop_event.is_set():
+        progress = True
+        while progress:  # a task after the tasks it follows, whatever order they ended in
+            progress = False
+            for task in finished:
+                if task.task_id in self.reported or self._stop_event.is_set():
+                    continue
+                if self._follows_unreported(task.task_id):
+                    continue
                 self.reported.add(task.task_id)
                 self.report(task)
+                progress = True
+
+    def _follows_unreported(self, task_id: str) -> bool:
+        """Whether a plain task this one follows is not reported yet: a task skipped early
+        (`AttuneOperator.settle`) ends before the task whose outcome skipped it."""
+        name = self._names.get(task_id)
+        if name is None:
+            return False
+        predecessors = self.plan.graph.predecessors.get(self.plan.group_of.get(name, name), [])
+        return any(
+            self.plan.kind(p) == "action" and self.plan.task_ids[p] not in self.reported for p in predecessors
+        )
 
     def _all_finished(self, rows: Sequence[Any]) -> bool:
         return all(row.state in self._finished for row in rows)
