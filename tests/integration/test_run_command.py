@@ -209,6 +209,9 @@ def test_readable_failure(airflow_db: None, workdir: Path) -> None:
     assert re.search(r"^ +prepare +succeeded +1 attempt +\d+\.\d\ds$", out, re.M), out
     assert re.search(r"^ +explode +failed +1 attempt +\d+\.\d\ds\n +ValueError: kaboom$", out, re.M), out
     assert re.search(r"^ +after +skipped$", out, re.M), out
+    # `after` is skipped the moment explode fails, before explode's own state is final;
+    # it is still listed after the task it follows
+    assert out.index(" explode ") < out.index(" after "), out
     assert re.search(r"^workflow rc\.bad failed in ", out, re.M), out
     assert '"message": "kaboom"' in out
     assert "airflow api-server" in out
