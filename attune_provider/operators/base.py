@@ -109,7 +109,7 @@ class AttuneOperator(BaseOperator):
         if not self.routed_to(builder):
             self.skip(context, "no inbound transition fired")
         try:
-            vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+            vars_ = builder.vars_before(self.task_name)
             scope = builder.scope(vars_)
             false_when = self._false_when(scope)
         except TemplateRenderError as exc:

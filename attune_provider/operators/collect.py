@@ -47,7 +47,7 @@ class GroupOutcomeOperator(AttuneOperator):
             raise GroupFailed(
                 f"{error.get('type') if error else ''}: {error.get('message') if error else ''}"
             )
-        vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+        vars_ = builder.vars_before(self.task_name)
         extra = {"total_count": total} if total is not None else {}
         self.finish(context, builder.scope(vars_), vars_, result, **extra)
         return redact_secrets(result)

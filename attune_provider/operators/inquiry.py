@@ -143,7 +143,7 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         builder = self.scope_builder(context)
-        vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+        vars_ = builder.vars_before(self.task_name)
         scope = builder.scope(vars_)
         try:
             if "error" in event:

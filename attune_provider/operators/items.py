@@ -111,7 +111,7 @@ class ItemOperator(ActionRunMixin, AttuneOperator):
     def _input_again(self, context: Any, index: int) -> Any:
         """This execution's input, rendered here because XCom only holds it redacted."""
         builder = self.scope_builder(context)
-        scope = builder.scope(builder.vars_after(self.plan.graph.ancestors(self.gate_name)))
+        scope = builder.scope(builder.vars_before(self.task_name))
         executions = batches(render(self.spec.with_items, scope) or [], self.spec.batch_size)
         if not isinstance(executions, list) or index >= len(executions):
             raise ParameterError(f"with_items of '{self.task_name}' no longer has an execution {index}")

@@ -109,7 +109,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
             self.report_failure(context, FAILED, error, output)
             return
         builder = self.scope_builder(context)
-        vars_ = builder.vars_after(self.plan.graph.ancestors(self.gate_name))
+        vars_ = builder.vars_before(self.task_name)
         self.finish(context, builder.scope(vars_), vars_, output)
 
     def _failures(self, outcomes: Mapping[str, Outcome]) -> list[str]:

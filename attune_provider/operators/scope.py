@@ -133,8 +133,7 @@ def calling_input(parent: tuple[WorkflowPlan, str], context: Mapping[str, Any]) 
     """The calling task's `input` rendered in the parent workflow's scope, secrets in clear."""
     plan, name = parent
     builder = TaskScopeBuilder(plan, context)
-    vars_ = builder.vars_after(plan.graph.ancestors(plan.group_of.get(name, name)))
-    return render(dict(plan.tasks[name].input), builder.scope(vars_))
+    return render(dict(plan.tasks[name].input), builder.scope(builder.vars_before(name)))
 
 
 def system_scope(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,6 +170,11 @@ class TaskScopeBuilder:
         (only tasks with a `publish` can have published: the others are not read)."""
         publishers = [name for name in names if self.plan.tasks[name].publishes]
         return merged_vars(self.initial_vars(), self.outcomes, publishers)
+
+    def vars_before(self, name: str) -> dict[str, Any]:
+        """The vars task `name` starts with: what the tasks that can lead to it (to its
+        group, for a parallel member) published."""
+        return self.vars_after(self.plan.graph.ancestors(self.plan.group_of.get(name, name)))
 
     def scope(self, vars_: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         return {
