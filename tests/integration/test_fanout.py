@@ -7,40 +7,13 @@ compiled `max_active_tis_per_dagrun`; test_scheduler.py measures real overlap.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from attune_provider.local_run import RunResult, resolve
-
-RECORD_YAML = """
-name: record
-runner_type: python-script
-entry_point: record.py
-parameters:
-  log: {type: string, required: true}
-  value: {}
-  sleep: {type: number, default: 0}
-  fail_on: {type: array, default: []}
-"""
-
-RECORD_PY = """
-import json
-import time
-
-
-def run(log, value=None, sleep=0, fail_on=()):
-    start = time.time()
-    time.sleep(sleep)
-    failed = value in fail_on
-    with open(log, "a") as f:
-        f.write(json.dumps({"value": value, "start": start, "end": time.time(), "failed": failed}) + "\\n")
-    if failed:
-        raise ValueError(f"value {value} is refused")
-    return {"value": value}
-"""
+from tests.support import RECORD_ACTION, max_overlap, records
 
 GEN_YAML = """
 name: gen
@@ -56,26 +29,11 @@ def run(n):
 """
 
 FILES = {
-    "actions/record.yaml": RECORD_YAML,
-    "actions/record.py": RECORD_PY,
+    **RECORD_ACTION,
     "actions/gen.yaml": GEN_YAML,
     "actions/gen.py": GEN_PY,
 }
 Run = Callable[..., RunResult]
-
-
-def records(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def max_overlap(spans: list[dict[str, Any]]) -> int:
-    """The largest number of executions running at the same instant."""
-    events = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
-    running = peak = 0
-    for _, step in events:  # at equal times an end (-1) sorts before a start (+1)
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def test_max_overlap() -> None:

@@ -43,6 +43,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import RECORD_ACTION, max_overlap, records
+
 pytestmark = pytest.mark.scheduler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,34 +54,9 @@ RUN_TIMEOUT = 240.0
 FULL_SCALE = os.environ.get("ATTUNE_SCHEDULER_FULL_SCALE") == "1"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
-RECORD_PY = """
-import json
-import time
-
-
-def run(log, value=None, sleep=0, fail_on=()):
-    start = time.time()
-    time.sleep(sleep)
-    with open(log, "a") as f:
-        f.write(json.dumps({"value": value, "start": start, "end": time.time()}) + "\\n")
-    if value in fail_on:
-        raise ValueError(f"value {value} is refused")
-    return {"value": value}
-"""
-
 PACK_FILES = {
     "pack.yaml": "ref: live\n",
-    "actions/record.yaml": """
-        name: record
-        runner_type: python-script
-        entry_point: record.py
-        parameters:
-          log: {type: string, required: true}
-          value: {}
-          sleep: {type: number, default: 0}
-          fail_on: {type: array, default: []}
-    """,
-    "actions/record.py": RECORD_PY,
+    **RECORD_ACTION,
     "actions/size.yaml": """
         name: size
         runner_type: python-script
@@ -492,15 +469,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAirflow]:
         print(f"Airflow stopped after {time.monotonic() - started:.1f}s")
 
 
-def max_overlap(spans: list[dict[str, Any]]) -> int:
-    events = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
 def test_success_path(live: LiveAirflow) -> None:
     state, elapsed = live.wait("live.ok")
     print(f"live.ok: {state} in {elapsed:.1f}s")
@@ -566,7 +534,7 @@ def test_with_items_concurrency_limits_real_overlap(live: LiveAirflow) -> None:
     assert state == "success"
     assert live.xcom("live.fanout", "return_value") == [0, 1, 2, 3, 4, 5]
     log = live.root / "fanout.log"
-    spans = [json.loads(line) for line in log.read_text().splitlines()]
+    spans = records(log)
     assert sorted(s["value"] for s in spans) == [0, 1, 2, 3, 4, 5]
     overlap = max_overlap(spans)
     print(f"live.fanout: at most {overlap} executions at once (concurrency 2)")
