@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,17 +131,29 @@ def _variants(bench: Bench) -> list[str]:
     return ["handwritten", "attune", *(["dagfactory"] if bench.dagfactory else [])]
 
 
-def _load_round(bench: Bench, n: int, roots: dict[str, Path], round_: int) -> None:
-    order = _variants(bench)
-    order = order[round_ % len(order) :] + order[: round_ % len(order)]
+def _rotated(variants: list[str], by: int) -> list[str]:
+    """The variants in turn order for a round: who goes first changes from round to round."""
+    by %= len(variants)
+    return variants[by:] + variants[:by]
+
+
+def _round(
+    bench: Bench, section: str, n: int, order: list[str], measure: Callable[[str, Path | None], Any]
+) -> None:
+    """One sample of each variant in `order`; Attune twice: with an empty cache, then warm."""
     for variant in order:
         if variant != "attune":
-            bench.add("load", str(n), variant, _load(bench, variant, roots[variant], n))
+            bench.add(section, str(n), variant, measure(variant, None))
             continue
         cache = _fresh_cache(bench)
-        bench.add("load", str(n), "attune_cold", _load(bench, "attune", roots["attune"], n, cache))
-        bench.add("load", str(n), "attune_warm", _load(bench, "attune", roots["attune"], n, cache))
+        bench.add(section, str(n), "attune_cold", measure("attune", cache))
+        bench.add(section, str(n), "attune_warm", measure("attune", cache))
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def _load_round(bench: Bench, n: int, roots: dict[str, Path], round_: int) -> None:
+    order = _rotated(_variants(bench), round_)
+    _round(bench, "load", n, order, lambda variant, cache: _load(bench, variant, roots[variant], n, cache))
 
 
 def measure_loads(bench: Bench, roots_by_n: dict[int, dict[str, Path]]) -> None:
@@ -167,14 +180,10 @@ def _parse(bench: Bench, variant: str, root: Path, dag_id: str, cache: Path | No
 
 def _parse_round(bench: Bench, n: int, roots: dict[str, Path], round_: int) -> None:
     dag_id = generate.Names(n // 2).dag_id
-    for variant in _variants(bench)[round_ % 2 :] + _variants(bench)[: round_ % 2]:
-        if variant != "attune":
-            bench.add("parse", str(n), variant, _parse(bench, variant, roots[variant], dag_id))
-            continue
-        cache = _fresh_cache(bench)
-        bench.add("parse", str(n), "attune_cold", _parse(bench, "attune", roots["attune"], dag_id, cache))
-        bench.add("parse", str(n), "attune_warm", _parse(bench, "attune", roots["attune"], dag_id, cache))
-        shutil.rmtree(cache, ignore_errors=True)
+    order = _rotated(_variants(bench), round_ % 2)
+    _round(
+        bench, "parse", n, order, lambda variant, cache: _parse(bench, variant, roots[variant], dag_id, cache)
+    )
 
 
 def measure_parses(bench: Bench, roots_by_n: dict[int, dict[str, Path]]) -> None:
