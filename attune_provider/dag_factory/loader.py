@@ -12,10 +12,10 @@ file whose content is unchanged is not parsed again (see cache.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from attune_provider.dag_factory.cache import FileCache
 from attune_provider.dag_factory.source import (
@@ -74,6 +74,9 @@ class WorkflowEntry:
     workflow: Workflow
     file: Path
     display: str
+
+
+_E = TypeVar("_E", ActionEntry, WorkflowEntry)
 
 
 @dataclass
@@ -342,24 +345,23 @@ class _Closure:
         return None
 
     def workflow(self, ref: str) -> WorkflowEntry | None:
-        if ref in self.catalog.workflows:
-            return self.catalog.workflows[ref]
-        found = self._find(ref, "workflows", Workflow)
-        if found is None:
-            return None
-        pack, model, path, display = found
-        entry = self.catalog.workflows[ref] = WorkflowEntry(ref, pack, model, path, display)
-        return entry
+        return self._entry(ref, "workflows", Workflow, self.catalog.workflows, WorkflowEntry)
 
     def action(self, ref: str) -> ActionEntry | None:
-        if ref in self.catalog.actions:
-            return self.catalog.actions[ref]
-        found = self._find(ref, "actions", Action)
+        return self._entry(ref, "actions", Action, self.catalog.actions, ActionEntry)
+
+    def _entry(
+        self, ref: str, folder: str, cls: type[Any], known: dict[str, _E], make: Callable[..., _E]
+    ) -> _E | None:
+        """The catalog entry of `ref` (looked up in `folder`, added to `known` once found)."""
+        if ref in known:
+            return known[ref]
+        found = self._find(ref, folder, cls)
         if found is None:
             return None
         pack, model, path, display = found
-        entry = self.catalog.actions[ref] = ActionEntry(ref, pack, model, path, display)
-        return entry
+        known[ref] = make(ref, pack, model, path, display)
+        return known[ref]
 
     def follow(self, entry: WorkflowEntry) -> None:
         """Load every action and subworkflow `entry` calls, transitively."""
