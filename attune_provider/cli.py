@@ -20,13 +20,19 @@ from attune_provider.dag_factory.source import Location, Problem
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
 
+def _pack_holding(path: Path) -> Path | None:
+    """The pack directory (with a pack.yaml) that is `path` or holds it, as an absolute path."""
+    absolute = Path(os.path.abspath(path))
+    return next((c for c in (absolute, *absolute.parents) if (c / "pack.yaml").is_file()), None)
+
+
 def _containing_packs_dir(path: Path) -> Path | None:
     """The packs directory a path belongs to: itself, or the parent of the pack holding it."""
     absolute = Path(os.path.abspath(path))
     if absolute.is_dir() and any((child / "pack.yaml").is_file() for child in absolute.iterdir()):
         found = absolute
     else:
-        pack = next((c for c in (absolute, *absolute.parents) if (c / "pack.yaml").is_file()), None)
+        pack = _pack_holding(path)
         if pack is None:
             return None
         found = pack.parent
@@ -65,11 +71,22 @@ def _target_problems(targets: Sequence[Path], pack_dirs: Sequence[Path]) -> list
     return problems
 
 
+def _pack_files(target: Path) -> list[str]:
+    """The pack.yaml and config.yaml of the pack holding `target`: their errors make every
+    file of the pack unusable, so they are reported with it."""
+    pack = _pack_holding(target)
+    if pack is None:
+        return []
+    return [os.path.realpath(pack / "pack.yaml"), os.path.realpath(pack / "config.yaml")]
+
+
 def _select(problems: Sequence[Problem], targets: Sequence[Path]) -> list[Problem]:
-    """The problems located in the given files or directories (all of them without PATHs)."""
+    """The problems located in the given files or directories (all of them without PATHs),
+    with those of the pack.yaml and config.yaml of the packs holding them."""
     if not targets:
         return list(problems)
     roots = [os.path.realpath(target) for target in targets]
+    roots += [path for target in targets for path in _pack_files(target)]
     return [p for p in problems if any(_under(os.path.realpath(p.location.file), r) for r in roots)]
 
 
@@ -97,8 +114,12 @@ def validate_command(args: argparse.Namespace) -> int:
         [*_select(report.problems, targets), *_target_problems(targets, pack_dirs)],
         key=lambda p: (p.location, p.severity.value, p.message),
     )
-    for problem in shown:
-        print(problem.format())
+    try:
+        for problem in shown:
+            print(problem.format())
+        sys.stdout.flush()
+    except BrokenPipeError:  # `validate | head`: the reader has seen enough; exit as usual
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     print(_summary(shown), file=sys.stderr)
     return EXIT_ERRORS if any(p.is_error for p in shown) else EXIT_OK
 

@@ -23,6 +23,7 @@ from attune_provider.dag_factory.source import Location, Problem
 from attune_provider.dag_factory.spec import OUTCOME_TASK_ID
 from attune_provider.dag_factory.validator import validate_catalog
 from attune_provider.exceptions import ParameterError, ValidationError
+from attune_provider.operators.outcomes import WORKFLOW_KEY
 
 PACKAGE_DAGS_FOLDER = Path(__file__).resolve().parent / "airflow_dags"
 
@@ -184,12 +185,12 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
         xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
         tis_by_id = {ti.task_id: ti for ti in tis}
         spans = {name: _span(tis, plan.task_ids[name]) for name in plan.tasks if plan.kind(name) != "action"}
-    status = xcoms.get((OUTCOME_TASK_ID, "status")) or "failed"
-    result = RunResult(plan.ref, run_id, status, vars=xcoms.get((OUTCOME_TASK_ID, "vars")) or {})
+    report = xcoms.get((OUTCOME_TASK_ID, WORKFLOW_KEY)) or {}
+    result = RunResult(plan.ref, run_id, report.get("status") or "failed", vars=report.get("vars") or {})
     result.output = xcoms.get((OUTCOME_TASK_ID, "return_value"))
-    result.reasons = list(xcoms.get((OUTCOME_TASK_ID, "reasons")) or [])
+    result.reasons = list(report.get("reasons") or [])
     result.xcoms = xcoms
-    reported = xcoms.get((OUTCOME_TASK_ID, "tasks")) or {}
+    reported = report.get("tasks") or {}
     for name in plan.tasks:
         task_id = plan.task_ids[name]
         # with_items, parallel and subworkflow tasks report from their group's outcome task

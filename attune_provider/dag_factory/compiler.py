@@ -15,7 +15,7 @@ from airflow.sdk import DAG, Param, TaskGroup
 from airflow.sdk.definitions.param import NOTSET
 
 from attune_provider.dag_factory.plan import GROUP_OUTCOME, WorkflowPlan
-from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, Task, Workflow
+from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Task, Workflow
 
 
 @dataclass
@@ -158,7 +158,9 @@ class _Builder:
     def subworkflow(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
         from attune_provider.operators.subworkflow import SubworkflowInputOperator
 
-        start = SubworkflowInputOperator(task_id="input", trigger_rule=rule, task_group=group, **common)
+        start = SubworkflowInputOperator(
+            task_id=SUBWORKFLOW_INPUT_ID, trigger_rule=rule, task_group=group, **common
+        )
         child = self.workflow(plan.children[task.name], group, upstream=start)
         return Node([start], child.tail)
 

@@ -36,9 +36,12 @@ class _AttuneUndefined(jinja2.ChainableUndefined):
 
 
 def _finalize(value: Any) -> Any:
-    """Inside a larger string, null and missing values print as nothing, not 'None'."""
+    """Inside a larger string, null and missing values print as nothing, not 'None'; a
+    scope read lazily (`vars`, `pack`, `task`) prints as the data it holds."""
     if value is None or isinstance(value, jinja2.Undefined):
         return ""
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        return _strip_undefined(value)
     return value
 
 
@@ -192,14 +195,15 @@ def _compile(source: str) -> TemplateExpression | jinja2.Template:
 
 
 def _strip_undefined(value: Any) -> Any:
-    """Missing values never leave this module: they become None, also inside containers."""
+    """Missing values never leave this module: they become None, also inside containers;
+    scopes read lazily (any Mapping) leave it as plain dicts."""
     if isinstance(value, jinja2.Undefined):
         return None
     if isinstance(value, list):
         return [_strip_undefined(item) for item in value]
     if isinstance(value, tuple):
         return tuple(_strip_undefined(item) for item in value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {key: _strip_undefined(item) for key, item in value.items()}
     return value
 

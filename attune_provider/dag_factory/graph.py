@@ -107,33 +107,37 @@ class Graph:
         return seen
 
     def find_cycle(self) -> list[Edge] | None:
-        """One cycle as its edges, the last being the transition that closes it, or None."""
-        state: dict[str, int] = {}  # 1 = on the DFS path, 2 = done
-        path: list[Edge] = []
+        """One cycle as its edges, the last being the transition that closes it, or None.
+
+        A depth-first search with its own stack (a chain of thousands of tasks is valid and
+        must not hit Python's recursion limit)."""
         out: dict[str, list[Edge]] = {name: [] for name in self.tasks}
-        for edge in self.edges:
-            out[edge.source].append(edge)
-
-        def visit(name: str) -> list[Edge] | None:
-            state[name] = 1
-            for edge in out[name]:
-                if state.get(edge.target) == 1:
-                    start = next(i for i, e in enumerate(path + [edge]) if e.source == edge.target)
-                    return (path + [edge])[start:]
-                if edge.target not in state:
+        for transition in self.edges:
+            out[transition.source].append(transition)
+        done: set[str] = set()
+        for root in self.tasks:
+            if root in done:
+                continue
+            on_path = {root}
+            path: list[Edge] = []  # the edges from root to the task on top of the stack
+            stack = [(root, iter(out[root]))]
+            while stack:
+                name, edges = stack[-1]
+                edge = next(edges, None)
+                if edge is None:
+                    stack.pop()
+                    on_path.discard(name)
+                    done.add(name)
+                    if path:
+                        path.pop()
+                elif edge.target in on_path:
+                    closed = [*path, edge]
+                    start = next(i for i, e in enumerate(closed) if e.source == edge.target)
+                    return closed[start:]
+                elif edge.target not in done:
                     path.append(edge)
-                    found = visit(edge.target)
-                    if found:
-                        return found
-                    path.pop()
-            state[name] = 2
-            return None
-
-        for name in self.tasks:
-            if name not in state:
-                found = visit(name)
-                if found:
-                    return found
+                    on_path.add(edge.target)
+                    stack.append((edge.target, iter(out[edge.target])))
         return None
 
 

@@ -235,6 +235,10 @@ def load_catalog(
     for root in packs_paths:
         if not root.exists():
             catalog.add_problem(Location(display_path(root)), "packs directory does not exist")
+        elif not root.is_dir():
+            catalog.add_problem(
+                Location(display_path(root)), "not a directory (the packs path names directories)"
+            )
     seen: set[Path] = set()
     for directory, display in pack_directories(packs_paths):
         resolved = directory.resolve()

@@ -54,7 +54,10 @@ class Problem:
     severity: Severity = Severity.ERROR
 
     def format(self) -> str:
-        return f"{self.location}: {self.severity.value}: {self.message}"
+        """One line, always: a line break inside a message (from a name in the YAML) is
+        shown escaped, as tools reading `FILE:LINE:COL: ...` lines rely on one per problem."""
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{self.location}: {self.severity.value}: {message}"
 
     @property
     def is_error(self) -> bool:

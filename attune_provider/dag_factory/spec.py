@@ -30,6 +30,7 @@ RunnerType = Literal[
 RUNNER_TYPES: tuple[str, ...] = get_args(RunnerType)
 RESERVED_TARGETS = frozenset({"fail", "succeed", "noop"})
 OUTCOME_TASK_ID = "attune_outcome"
+SUBWORKFLOW_INPUT_ID = "attune_input"  # the step of a subworkflow task that renders its input
 PACK_REF_PATTERN = re.compile(r"^[a-z0-9_]+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 Targets = tuple[str, ...]
@@ -94,22 +95,27 @@ class DecisionBranch(Node):
         return self.default if self.default is not None else str(self.next)
 
 
+MAX_SECONDS = 10**9  # about 31 years: any longer duration is a mistake (and overflows timedelta)
+
+
 class Retry(Node):
-    count: int = Field(ge=0)
-    delay: float = Field(default=0, ge=0)
+    count: int = Field(ge=0, le=10_000)
+    delay: float = Field(default=0, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
     backoff: Literal["constant", "linear", "exponential"] = "constant"
-    max_delay: float | None = Field(default=None, ge=0)
+    max_delay: float | None = Field(default=None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
     on_error: str | bool | None = None
 
     def delay_before(self, retry_number: int) -> float:
-        """Seconds to wait before retry `retry_number` (1 = first retry), capped by max_delay."""
+        """Seconds to wait before retry `retry_number` (1 = first retry), capped by max_delay
+        (and by MAX_SECONDS, so that a long exponential backoff stays a valid duration)."""
         if self.backoff == "linear":
             delay = self.delay * retry_number
         elif self.backoff == "exponential":
-            delay = self.delay * 2 ** (retry_number - 1)
+            delay = self.delay * 2 ** min(retry_number - 1, 64)
         else:
             delay = self.delay
-        return min(delay, self.max_delay) if self.max_delay is not None else delay
+        cap = self.max_delay if self.max_delay is not None else MAX_SECONDS
+        return min(delay, cap, MAX_SECONDS)
 
 
 class Task(Node):
@@ -129,7 +135,7 @@ class Task(Node):
     batch_size: int | None = Field(default=None, ge=1)
     concurrency: int | None = Field(default=None, ge=1)
     retry: Retry | None = None
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     join: Literal["all"] | None = None
 
     _normalise_targets = field_validator(

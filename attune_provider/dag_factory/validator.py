@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, best_match
 
 from attune_provider.dag_factory.loader import ActionEntry, Catalog, PackEntry, WorkflowEntry
 from attune_provider.dag_factory.source import Location, Problem, Severity, locate
@@ -36,7 +36,12 @@ from attune_provider.dag_factory.validator_calls import (
     subworkflow_calls,
 )
 from attune_provider.dag_factory.validator_templates import TemplateContext, check_templates
-from attune_provider.dag_factory.validator_workflow import check_workflow_structure, error, warning
+from attune_provider.dag_factory.validator_workflow import (
+    MAX_AIRFLOW_ID,
+    check_workflow_structure,
+    error,
+    warning,
+)
 
 DEFAULT_MAX_DEPTH = 5
 ENTRY_POINT_RUNNERS = ("python-script", "local-shell-script")
@@ -70,9 +75,30 @@ def _frozen(value: Any) -> Hashable:
 _CHECKED: dict[Hashable, tuple[tuple[Any, ...], str] | None] = {}
 
 
+def _default_error(schema: Any) -> tuple[tuple[Any, ...], str] | None:
+    """(path, message) of the first `default` (the schema's, then its properties') that its
+    own schema refuses: the trigger form, and every run that relies on it, would fail.
+    A null default is left alone (it means "no value" to Airflow's form)."""
+    if not isinstance(schema, dict):
+        return None
+    candidates: list[tuple[tuple[Any, ...], Any]] = [((), schema)]
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        candidates += [(("properties", name), sub) for name, sub in properties.items()]
+    for path, sub in candidates:
+        if not isinstance(sub, dict) or sub.get("default") is None:
+            continue
+        found = best_match(Draft202012Validator(sub).iter_errors(sub["default"]))
+        if found is not None:
+            owner = f"'{path[-1]}' in {{what}}" if path else "{what}"
+            return (*path, "default"), f"the default of {owner} does not match its schema: {found.message}"
+    return None
+
+
 def _schema_error(schema: Any) -> tuple[tuple[Any, ...], str] | None:
-    """(path, message) of the first error of `schema` as a JSON Schema, memoised: workflows
-    and actions repeat the same parameter schemas, and checking one costs about a millisecond."""
+    """(path, message) of the first error of `schema` as a JSON Schema, or of a default it
+    refuses, memoised: workflows and actions repeat the same parameter schemas, and checking
+    one costs about a millisecond. `{what}` in the message names the schema."""
     try:
         key: Hashable | None = _frozen(schema)
     except TypeError:
@@ -81,9 +107,9 @@ def _schema_error(schema: Any) -> tuple[tuple[Any, ...], str] | None:
         return _CHECKED[key]
     try:
         Draft202012Validator.check_schema(schema)
-        found = None
+        found = _default_error(schema)
     except SchemaError as exc:
-        found = (tuple(exc.path), exc.message)
+        found = (tuple(exc.path), f"invalid JSON Schema for {{what}}: {exc.message}")
     if key is not None:
         if len(_CHECKED) >= 4096:
             _CHECKED.clear()
@@ -92,12 +118,13 @@ def _schema_error(schema: Any) -> tuple[tuple[Any, ...], str] | None:
 
 
 def schema_problems(schema: Any, where: Callable[[Sequence[Any]], Location], what: str) -> list[Problem]:
-    """An error when `schema` is not a valid JSON Schema (draft 2020-12)."""
+    """An error when `schema` is not a valid JSON Schema (draft 2020-12), or when a
+    `default` in it does not match its schema."""
     found = _schema_error(schema)
     if found is None:
         return []
     path, message = found
-    return [error(where(list(path)), f"invalid JSON Schema for {what}: {message}")]
+    return [error(where(list(path)), message.replace("{what}", what))]
 
 
 def _inline_property(prop: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +226,10 @@ def check_workflow_ref(entry: WorkflowEntry) -> list[Problem]:
     """A workflow's ref is `<ref of the pack holding the file>.<name>`."""
     workflow = entry.workflow
     pack, _, name = workflow.ref.partition(".")
+    if len(workflow.ref) > MAX_AIRFLOW_ID:
+        length = len(workflow.ref)
+        message = f"workflow ref is {length} characters long, more than Airflow's {MAX_AIRFLOW_ID} (dag_id)"
+        return [error(workflow.loc("ref"), message)]
     if pack == entry.pack.ref and NAME_PATTERN.match(name):
         return []
     message = (

@@ -198,7 +198,8 @@ def check_nesting(calls: Calls, max_depth: int) -> list[Problem]:
 
 @dataclass
 class Cascade:
-    """Marks the callers of invalid subworkflows invalid, from the bottom up."""
+    """Marks invalid the workflows of a pack whose config.yaml is invalid, and the callers of
+    invalid subworkflows, from the bottom up."""
 
     catalog: Catalog
     calls: Calls
@@ -212,6 +213,11 @@ class Cascade:
             return self._state[ref]
         entry = self.catalog.workflows[ref]
         self._state[ref] = entry.display in self.bad_files
+        config = f"{entry.pack.display}/config.yaml"
+        if config in self.bad_files:  # the workflow cannot be compiled without its pack config
+            message = f"the config of pack '{entry.pack.ref}' is invalid: see {config}"
+            self.problems.append(error(entry.workflow.loc("ref"), message))
+            self._state[ref] = True
         self._stack.add(ref)
         for call in self.calls.get(ref, []):
             if call.target in self._stack or _path(self.calls, call.target, ref, set()):

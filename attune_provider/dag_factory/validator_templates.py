@@ -24,7 +24,6 @@ TASK_ATTRIBUTES = ("result", "status", "error", "total_count")
 SYSTEM_NAMES = ("execution_id", "timestamp", "workflow", "identity")
 PACK_NAMES = ("config", "ref")
 KV_FUNCTIONS = ("get", "get_secret")
-BLOCK_INDICATORS = ("|", ">")
 
 
 @dataclass(frozen=True)
@@ -69,16 +68,20 @@ class TemplateContext:
 
 
 def _task_sites(task: Task) -> Iterator[Site]:
+    """`item`/`index` exist only in the `input` of a with_items task, rendered once per
+    execution: its `when` is evaluated before the list exists, its `publish` and `decision`
+    once for the whole task (`task.<self>.result` is the list), and `on_error` sees the
+    failed execution's error as `task.<self>.error`, not the item."""
     items = task.with_items is not None
     yield Site(task, ("input",), task.input, items)
     for index, (var, value) in enumerate(task.publishes):
-        yield Site(task, ("publish", index, var), value, items)
-    yield Site(task, ("when",), task.when, items)
+        yield Site(task, ("publish", index, var), value)
+    yield Site(task, ("when",), task.when)
     yield Site(task, ("with_items",), task.with_items, own_items=items)
     for branch in task.decision:
-        yield Site(branch, ("when",), branch.when, items)
+        yield Site(branch, ("when",), branch.when)
     if task.retry is not None:
-        yield Site(task.retry, ("on_error",), task.retry.on_error, items)
+        yield Site(task.retry, ("on_error",), task.retry.on_error)
 
 
 def template_sites(workflow: Workflow) -> Iterator[Site]:
@@ -93,15 +96,19 @@ def template_sites(workflow: Workflow) -> Iterator[Site]:
 def template_location(start: Location, line: int, lines: Sequence[str]) -> Location:
     """Where line `line` (1-based) of a template that starts at `start` is in the file.
 
-    A block scalar (`|` or `>`) starts on the line after its indicator; lines after the
-    first are placed at their indentation, the first line at the string's own column.
+    Only a literal block scalar (`|`) keeps the template's lines as the file's: it starts
+    on the line after its indicator, and lines are placed at their indentation. A folded
+    block (`>`) joins its lines, so a problem is placed at its first line; in any other
+    style (quoted or plain strings over several lines, `\\n` escapes) at the string.
     """
     raw = lines[start.line - 1] if 0 < start.line <= len(lines) else ""
-    block = raw[start.col - 1 : start.col] in BLOCK_INDICATORS
-    offset = line - 1 + (1 if block else 0)
-    if offset <= 0:
+    indicator = raw[start.col - 1 : start.col]
+    if indicator == "|":
+        number = start.line + line
+    elif indicator == ">":
+        number = start.line + 1
+    else:
         return start
-    number = start.line + offset
     text = lines[number - 1] if number <= len(lines) else ""
     col = len(text) - len(text.lstrip()) + 1 if text.strip() else start.col
     return Location(start.file, number, col)
@@ -156,7 +163,7 @@ def _check_item(ref: Reference, site: Site) -> str | None:
     if site.own_items:
         return f"'{ref.scope}' cannot be used in the 'with_items' that defines it"
     if not site.items:
-        return f"'{ref.scope}' is only available in a task with 'with_items'"
+        return f"'{ref.scope}' is only available in the 'input' of a task with 'with_items'"
     return None
 
 

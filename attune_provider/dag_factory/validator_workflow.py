@@ -12,9 +12,18 @@ from dataclasses import dataclass
 
 from attune_provider.dag_factory.graph import Graph
 from attune_provider.dag_factory.source import Location, Problem, Severity
-from attune_provider.dag_factory.spec import NAME_PATTERN, OUTCOME_TASK_ID, RESERVED_TARGETS, Task, Workflow
+from attune_provider.dag_factory.spec import (
+    NAME_PATTERN,
+    OUTCOME_TASK_ID,
+    RESERVED_TARGETS,
+    SUBWORKFLOW_INPUT_ID,
+    Task,
+    Workflow,
+)
 
-RESERVED_TASK_NAMES = RESERVED_TARGETS | {OUTCOME_TASK_ID}
+RESERVED_TASK_NAMES = RESERVED_TARGETS | {OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID}
+MAX_AIRFLOW_ID = 250  # Airflow's limit for a dag_id or task_id
+MAX_TASK_NAME = 200  # leaves room for the TaskGroup prefix of a group or subworkflow task
 TRANSITION_KEYS = ("on_success", "on_failure", "on_complete", "on_timeout", "decision")
 
 
@@ -66,6 +75,12 @@ def check_task_names(workflow: Workflow) -> list[Problem]:
             problems.append(error(where, f"task name '{task.name}' is reserved"))
         elif not NAME_PATTERN.match(task.name):
             problems.append(error(where, f"task name '{task.name}' must match {NAME_PATTERN.pattern}"))
+        elif len(task.name) > MAX_TASK_NAME:
+            message = (
+                f"task name '{task.name[:40]}...' is {len(task.name)} characters long, more than"
+                f" {MAX_TASK_NAME} (Airflow limits a task id, group prefixes included, to {MAX_AIRFLOW_ID})"
+            )
+            problems.append(error(where, message))
     return problems
 
 
@@ -125,6 +140,31 @@ def check_task_shapes(workflow: Workflow) -> list[Problem]:
         if task.decision and task.on_success:
             message = f"task '{task.name}' has both 'decision' and 'on_success': 'decision' governs success"
             problems.append(warning(task.key_loc("on_success"), message))
+        if "decision" in task.model_fields_set:
+            problems += _check_decision(task)
+    return problems
+
+
+def _check_decision(task: Task) -> list[Problem]:
+    """LANGUAGE.md: `{when, next}` entries and one `{default}`. Several defaults, or an empty
+    list, are errors; entries after the default are never evaluated; a decision with no
+    default ends the success path when no `when` holds (a warning: it may be meant)."""
+    if not task.decision:
+        return [error(task.key_loc("decision"), f"the decision of task '{task.name}' is empty")]
+    problems: list[Problem] = []
+    defaults = [i for i, branch in enumerate(task.decision) if branch.default is not None]
+    for index in defaults[1:]:
+        message = f"the decision of task '{task.name}' has more than one 'default'"
+        problems.append(error(task.loc("decision", index), message))
+    if not defaults:
+        message = (
+            f"the decision of task '{task.name}' has no 'default': when no 'when' holds,"
+            " the task fires nothing on success"
+        )
+        problems.append(warning(task.key_loc("decision"), message))
+    elif defaults[0] < len(task.decision) - 1 and len(defaults) == 1:
+        message = f"entries after the 'default' of task '{task.name}' are never evaluated"
+        problems.append(warning(task.loc("decision", defaults[0] + 1), message))
     return problems
 
 

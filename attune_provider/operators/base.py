@@ -100,7 +100,7 @@ class AttuneOperator(BaseOperator):
             return len(fired) == len(predecessors)
         return bool(fired)
 
-    def open_gate(self, context: Any, builder: TaskScopeBuilder) -> tuple[dict[str, Any], dict[str, Any]]:
+    def open_gate(self, context: Any, builder: TaskScopeBuilder) -> tuple[dict[str, Any], Mapping[str, Any]]:
         """Skip unless routed to and `when` holds; return (scope, vars) for the task.
 
         A template that cannot be rendered here (initial vars, `when`) fails the task with
@@ -161,15 +161,15 @@ class AttuneOperator(BaseOperator):
         context["ti"].xcom_push(key=OUTCOME_KEY, value=redact_secrets(outcome.to_xcom()))
 
     def succeed(
-        self, context: Any, scope: dict[str, Any], vars_: dict[str, Any], result: Any, **extra: Any
+        self, context: Any, scope: dict[str, Any], vars_: Mapping[str, Any], result: Any, **extra: Any
     ) -> Outcome:
         """Publish, decide, push: the success path of LANGUAGE.md section 3."""
         own = {"status": SUCCEEDED, "result": result, "error": None, **extra}
-        current = dict(vars_)
         published: dict[str, Any] = {}
+        current: Mapping[str, Any] = vars_  # read from XCom only if a template looks at it
         for name, template in self.spec.publishes:
             published[name] = render(template, {**own_scope(scope, self.task_name, own), "vars": current})
-            current[name] = published[name]
+            current = {**current, name: published[name]}
         chosen = None
         decide_scope = {**own_scope(scope, self.task_name, own), "vars": current}
         for branch in self.spec.decision:
@@ -186,7 +186,7 @@ class AttuneOperator(BaseOperator):
         return outcome
 
     def finish(
-        self, context: Any, scope: dict[str, Any], vars_: dict[str, Any], result: Any, **extra: Any
+        self, context: Any, scope: dict[str, Any], vars_: Mapping[str, Any], result: Any, **extra: Any
     ) -> Outcome:
         """`succeed`, where a publish or decision that cannot be rendered fails the task
         with its error (for the operators that do not catch it around their action)."""

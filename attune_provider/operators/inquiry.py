@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -157,7 +157,7 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
             self._fail(context, scope, exc)
 
     def _answered(
-        self, context: Any, scope: dict[str, Any], vars_: dict[str, Any], answer: dict[str, Any], by: str
+        self, context: Any, scope: dict[str, Any], vars_: Mapping[str, Any], answer: dict[str, Any], by: str
     ) -> Any:
         self.log.info("answered by %s", by)
         self.succeed(context, scope, vars_, answer)
@@ -202,4 +202,3 @@ def answer_deadlines(every: float = 1.0) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=every + 5)
-

@@ -8,18 +8,18 @@ the calling task: the child's output is that task's result, its outcome the task
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from attune_provider.dag_factory.expressions import TemplateRenderError, render
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, TIMEOUT, handles
+from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT, handles
 from attune_provider.dag_factory.plan import WorkflowPlan
+from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID, Task
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
-from attune_provider.operators.scope import SUBWORKFLOW_INPUT, TaskScopeBuilder
+from attune_provider.operators.outcomes import OUTCOME_KEY, WORKFLOW_KEY, Outcome, OutcomeReader
+from attune_provider.operators.scope import TaskScopeBuilder
 from attune_provider.operators.secrets import redact_secrets
 
 
@@ -42,7 +42,7 @@ def render_output(output_map: Any, scope: dict[str, Any]) -> tuple[Any, str | No
 
 
 class WorkflowOutcomeOperator(AttuneOperator):
-    """Pushes `status`, `tasks`, `vars` and returns the rendered `output_map`.
+    """Pushes the `workflow` XCom (status, tasks, vars, reasons), returns `output_map`.
 
     `workflow` is the plan being concluded; for a subworkflow, `plan`/`task_name` are the
     calling task's, and that task's outcome is pushed here too.
@@ -62,29 +62,23 @@ class WorkflowOutcomeOperator(AttuneOperator):
         self.workflow = workflow
 
     def execute(self, context: Any) -> Any:
-        ti = context["ti"]
         if self.workflow.parent is not None:
             self._check_started(context)
         try:
             builder = TaskScopeBuilder(self.workflow, context)
         except Exception as exc:  # noqa: BLE001 - bad parameters: the workflow fails
-            self._report(ti, FAILED, {}, {}, None)
-            return self._conclude(context, [f"invalid parameters: {exc}"], None)
-        names = list(self.workflow.tasks)
-        outcomes = dict(zip(names, builder.outcomes.read_many(names), strict=True))
-        reasons = self._failures(outcomes)
-        vars_ = builder.vars_after(list(self.workflow.tasks))
+            return self._conclude(context, {}, {}, [f"invalid parameters: {exc}"], None)
+        tasks, reasons = self._tasks(builder.outcomes)
+        vars_ = dict(builder.vars_after(list(self.workflow.tasks)))
         output, output_problem = self._output(builder, vars_)
         if output_problem:
             reasons.append(output_problem)
-        tasks = {self.workflow.task_ids[name]: outcome.status for name, outcome in outcomes.items()}
-        self._report(ti, FAILED if reasons else "succeeded", tasks, vars_, output)
-        return self._conclude(context, reasons, output)
+        return self._conclude(context, tasks, vars_, reasons, output)
 
     def _check_started(self, context: Any) -> None:
         """A subworkflow whose input step was skipped or failed ends the same way."""
         value = context["ti"].xcom_pull(
-            task_ids=self.workflow.prefix + SUBWORKFLOW_INPUT, key=OUTCOME_KEY, map_indexes=None
+            task_ids=self.workflow.prefix + SUBWORKFLOW_INPUT_ID, key=OUTCOME_KEY, map_indexes=None
         )
         early = Outcome.from_xcom(value)
         if early is not None and early.status == SKIPPED:
@@ -94,11 +88,18 @@ class WorkflowOutcomeOperator(AttuneOperator):
             self.report_failure(context, early.status, early.error or {})
             raise AirflowFailException(f"subworkflow {self.workflow.ref} did not start: {early.error}")
 
-    def _conclude(self, context: Any, reasons: list[str], output: Any) -> Any:
-        context["ti"].xcom_push(key="reasons", value=redact_secrets(reasons))
+    def _conclude(
+        self, context: Any, tasks: dict[str, str], vars_: dict[str, Any], reasons: list[str], output: Any
+    ) -> Any:
+        """Push the workflow's outcome (one `workflow` XCom), report to the calling task,
+        and end as the workflow did: failed, or returning the output (its return_value)."""
+        status = FAILED if reasons else SUCCEEDED
+        report = {"status": status, "tasks": tasks, "vars": vars_, "reasons": reasons}
+        context["ti"].xcom_push(key=WORKFLOW_KEY, value=redact_secrets(report))
         if self.workflow.parent is not None:
             self._report_to_parent(context, reasons, output)
         if reasons:
+            context["ti"].xcom_push(key="return_value", value=redact_secrets(output))
             raise AirflowFailException(f"workflow {self.workflow.ref} failed: " + "; ".join(reasons))
         self.log.info("workflow %s succeeded", self.workflow.ref)
         return redact_secrets(output)
@@ -112,15 +113,26 @@ class WorkflowOutcomeOperator(AttuneOperator):
         vars_ = builder.vars_before(self.task_name)
         self.finish(context, builder.scope(vars_), vars_, output)
 
-    def _failures(self, outcomes: Mapping[str, Outcome]) -> list[str]:
+    def _tasks(self, outcomes: OutcomeReader) -> tuple[dict[str, str], list[str]]:
+        """Every task's status (by task id) and why the workflow failed, if it did.
+
+        Airflow's state says enough for a task that succeeded and cannot have fired `fail`,
+        or was skipped: only the others' outcomes are read (one call each).
+        """
+        tasks: dict[str, str] = {}
         reasons = []
         for task in self.workflow.workflow.tasks:
+            state = outcomes.airflow_state(task.name)
+            if state == "skipped" or (state == "success" and not _may_fire_fail(task)):
+                tasks[self.workflow.task_ids[task.name]] = SKIPPED if state == "skipped" else SUCCEEDED
+                continue
             outcome = outcomes[task.name]
+            tasks[self.workflow.task_ids[task.name]] = outcome.status
             if "fail" in outcome.next:
                 reasons.append(f"task '{task.name}' reached 'fail'")
             elif outcome.status in (FAILED, TIMEOUT) and not handles(task, outcome.status):
                 reasons.append(f"task '{task.name}' {outcome.status} and no transition handles it")
-        return reasons
+        return tasks, reasons
 
     def _output(self, builder: TaskScopeBuilder, vars_: dict[str, Any]) -> tuple[Any, str | None]:
         output_map = self.workflow.workflow.output_map
@@ -139,8 +151,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
                 return output, f"output does not match its schema at {where}: {error.message}"
         return output, None
 
-    def _report(self, ti: Any, status: str, tasks: dict, vars_: dict, output: Any) -> None:
-        ti.xcom_push(key="status", value=status)
-        ti.xcom_push(key="tasks", value=tasks)
-        ti.xcom_push(key="vars", value=redact_secrets(vars_))
-        ti.xcom_push(key="return_value", value=redact_secrets(output))
+
+def _may_fire_fail(task: Task) -> bool:
+    """Whether a success of `task` can fire the reserved target `fail`."""
+    return "fail" in (*task.on_success, *task.on_complete, *(branch.target for branch in task.decision))

@@ -16,6 +16,7 @@ from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, fired_
 from attune_provider.dag_factory.plan import WorkflowPlan
 
 OUTCOME_KEY = "attune"
+WORKFLOW_KEY = "workflow"  # the workflow's outcome, pushed by its `attune_outcome` task
 
 
 @dataclass
@@ -87,6 +88,11 @@ class OutcomeReader(Mapping[str, Outcome]):
                 if name not in self._cache and states.get(self._task_ids[name]) == "skipped":
                     self._cache[name] = Outcome(SKIPPED)
         return [self[name] for name in names]
+
+    def airflow_state(self, name: str) -> str | None:
+        """Airflow's state of the task that reports `name`'s outcome (one call per reader)."""
+        state = self._run_states().get(self._task_ids[name])
+        return None if state is None else str(state)
 
     def _pull(self, name: str) -> Outcome:
         task_id = self._task_ids[name]

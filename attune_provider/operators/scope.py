@@ -8,7 +8,7 @@ Airflow Variables (read only when a template asks for them).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from attune_provider.dag_factory.expressions import render
 from attune_provider.dag_factory.parameters import check_values, with_defaults
 from attune_provider.dag_factory.plan import WorkflowPlan
+from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.outcomes import OutcomeReader, merged_vars
 from attune_provider.operators.secrets import mask, was_redacted
@@ -99,9 +100,6 @@ class _LazyPack(Mapping[str, Any]):
         return 2
 
 
-SUBWORKFLOW_INPUT = "input"
-
-
 class SubworkflowNotStarted(Exception):
     """The calling task's input step did not produce parameters: the child does not run."""
 
@@ -113,7 +111,7 @@ def run_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, 
     that XCom holds a redacted secret, the input is rendered again here.
     """
     if plan.parent is not None:
-        given = context["ti"].xcom_pull(task_ids=plan.prefix + SUBWORKFLOW_INPUT, map_indexes=None)
+        given = context["ti"].xcom_pull(task_ids=plan.prefix + SUBWORKFLOW_INPUT_ID, map_indexes=None)
         if given is None:
             raise SubworkflowNotStarted(plan.ref)
         if was_redacted(given):
@@ -147,6 +145,27 @@ def system_scope(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, An
     }
 
 
+class LazyVars(Mapping[str, Any]):
+    """`vars` whose publishes are read from XCom on first use: most tasks' templates never
+    look at vars, and each publishing ancestor read is a call to Airflow's API."""
+
+    def __init__(self, load: Callable[[], dict[str, Any]]) -> None:
+        self._load = load
+
+    @cached_property
+    def _values(self) -> dict[str, Any]:
+        return self._load()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 class TaskScopeBuilder:
     """Everything a task's templates can see, built once per task execution."""
 
@@ -165,13 +184,20 @@ class TaskScopeBuilder:
         rendered = render(dict(self.plan.workflow.vars), base)
         return dict(rendered)
 
-    def vars_after(self, names: list[str]) -> dict[str, Any]:
+    def vars_after(self, names: list[str]) -> Mapping[str, Any]:
         """Initial vars, then what the succeeded tasks among `names` published, in end order
-        (only tasks with a `publish` can have published: the others are not read)."""
-        publishers = [name for name in names if self.plan.tasks[name].publishes]
-        return merged_vars(self.initial_vars(), self.outcomes, publishers)
+        (only tasks with a `publish` can have published: the others are not read).
 
-    def vars_before(self, name: str) -> dict[str, Any]:
+        The initial vars are rendered at once (a template there that fails fails the task
+        as it always did); the publishes are read when something first looks at the vars.
+        """
+        initial = self.initial_vars()
+        publishers = [name for name in names if self.plan.tasks[name].publishes]
+        if not publishers:
+            return initial
+        return LazyVars(lambda: merged_vars(initial, self.outcomes, publishers))
+
+    def vars_before(self, name: str) -> Mapping[str, Any]:
         """The vars task `name` starts with: what the tasks that can lead to it (to its
         group, for a parallel member) published."""
         return self.vars_after(self.plan.graph.ancestors(self.plan.group_of.get(name, name)))

@@ -383,7 +383,7 @@ class LiveAirflow:
         """Whether the run's final `attune_outcome` task has reported its status."""
         self.check_alive()
         try:
-            self.xcom(label, "status")
+            self.xcom(label, "workflow")
         except ApiError as exc:
             if "HTTP 404" in str(exc):
                 return False
@@ -393,6 +393,10 @@ class LiveAirflow:
     def xcom(self, label: str, key: str, task_id: str = "attune_outcome") -> Any:
         path = f"{self.run_path(label)}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.request("GET", path)["value"]
+
+    def workflow(self, label: str) -> dict[str, Any]:
+        """The workflow's outcome: status, tasks, vars, reasons (the `workflow` XCom)."""
+        return self.xcom(label, "workflow")
 
     def task_states(self, label: str) -> dict[str, str | None]:
         found = self.request("GET", f"{self.run_path(label)}/taskInstances?limit=100")
@@ -473,13 +477,14 @@ def test_success_path(live: LiveAirflow) -> None:
     state, elapsed = live.wait("live.ok")
     print(f"live.ok: {state} in {elapsed:.1f}s")
     assert state == "success"
-    assert live.xcom("live.ok", "status") == "succeeded"
+    assert live.workflow("live.ok")["status"] == "succeeded"
     assert live.xcom("live.ok", "return_value") == {
         "greeting": "hello world",
         "run": live.runs["live.ok"][1],
     }
-    assert live.xcom("live.ok", "vars") == {"greeting": "hello world"}
-    assert live.xcom("live.ok", "tasks") == {"greet": "succeeded", "world": "succeeded", "other": "skipped"}
+    assert live.workflow("live.ok")["vars"] == {"greeting": "hello world"}
+    tasks = live.workflow("live.ok")["tasks"]
+    assert tasks == {"greet": "succeeded", "world": "succeeded", "other": "skipped"}
     states = live.task_states("live.ok")
     assert states == {"greet": "success", "world": "success", "other": "skipped", "attune_outcome": "success"}
 
@@ -494,7 +499,7 @@ def test_undeclared_parameter_fails_the_run(live: LiveAirflow) -> None:
     """Airflow accepts any conf key; Attune checks the parameters in every task."""
     state, _ = live.wait("live.ok#undeclared")
     assert state == "failed"
-    assert live.xcom("live.ok#undeclared", "status") == "failed"
+    assert live.workflow("live.ok#undeclared")["status"] == "failed"
     states = live.task_states("live.ok#undeclared")
     assert states["greet"] == "failed" and states["attune_outcome"] == "failed", states
 
@@ -503,7 +508,7 @@ def test_handled_failure_path(live: LiveAirflow) -> None:
     state, elapsed = live.wait("live.handled")
     print(f"live.handled: {state} in {elapsed:.1f}s")
     assert state == "success"
-    assert live.xcom("live.handled", "status") == "succeeded"
+    assert live.workflow("live.handled")["status"] == "succeeded"
     assert live.xcom("live.handled", "return_value") == {
         "recovered": "value bad is refused",
         "risky": "failed",
@@ -519,9 +524,9 @@ def test_handled_failure_path(live: LiveAirflow) -> None:
 def test_unhandled_failure_fails_the_dag_run(live: LiveAirflow) -> None:
     state, _ = live.wait("live.unhandled")
     assert state == "failed"
-    assert live.xcom("live.unhandled", "status") == "failed"
+    assert live.workflow("live.unhandled")["status"] == "failed"
     assert live.xcom("live.unhandled", "return_value") == {"risky": "failed"}
-    assert live.xcom("live.unhandled", "tasks") == {
+    assert live.workflow("live.unhandled")["tasks"] == {
         "risky": "failed",
         "celebrate": "skipped",
         "bystander": "succeeded",
@@ -549,7 +554,7 @@ def test_subworkflow(live: LiveAirflow) -> None:
     output = live.xcom("live.parent", "return_value")
     assert output == {"sub": {"greeting": "hi parent"}, "after": "hi parent!"}
     assert live.xcom("live.parent", "return_value", task_id="sub.greet") == {"message": "hi parent"}
-    assert live.xcom("live.parent", "tasks") == {"sub": "succeeded", "after": "succeeded"}
+    assert live.workflow("live.parent")["tasks"] == {"sub": "succeeded", "after": "succeeded"}
 
 
 def test_with_items_over_1000_items(live: LiveAirflow, record_property: Callable[..., None]) -> None:

@@ -54,7 +54,7 @@ GOOD_WORKFLOW = """\
         input:
           who: "{{ item }} #{{ index }}"
         decision:
-          - when: "{{ task.each.total_count > 1 and item }}"
+          - when: "{{ task.each.total_count > 1 and task.each.result }}"
             next: group
           - default: succeed
       - name: group
@@ -690,7 +690,7 @@ def test_template_problems(packs):
         " use result, status, error, total_count",
         "10:16: error: unknown variable 'greting' in template: not in 'vars' nor published by a task"
         " (did you mean 'greeting'?)",
-        "12:14: error: 'item' is only available in a task with 'with_items'",
+        "12:14: error: 'item' is only available in the 'input' of a task with 'with_items'",
         "13:11: error: unknown name 'foo' in template",
         "17:17: error: 'index' cannot be used in the 'with_items' that defines it",
         "19:16: error: unknown attribute 'executionid' of 'system' in template"
@@ -756,9 +756,12 @@ def test_template_location_arithmetic(tmp_path):
     start = Location("f.yaml", 1, 6)
     assert template_location(start, 1, lines) == Location("f.yaml", 2, 3)
     assert template_location(start, 2, lines) == Location("f.yaml", 3, 5)
+    assert template_location(start, 4, lines) == Location("f.yaml", 5, 6)  # past the end
     plain = Location("f.yaml", 4, 8)
     assert template_location(plain, 1, lines) == plain
-    assert template_location(plain, 3, lines) == Location("f.yaml", 6, 8)  # past the end
+    assert template_location(plain, 3, lines) == plain  # a string's lines are not the file's
+    folded = ["key: >", "  first", "  second"]
+    assert template_location(Location("f.yaml", 1, 6), 1, folded) == Location("f.yaml", 2, 3)
 
 
 def test_vars_may_be_published_by_any_task(packs):
@@ -922,8 +925,80 @@ def test_warnings_do_not_make_a_workflow_invalid(packs):
 
 def test_config_errors_make_the_packs_workflows_invalid(packs):
     packs.pack("p", {"config.yaml": "type: string\n", "workflows/w.yaml": _calls("p.w", "core.noop")})
-    invalid = packs.validate().invalid_workflows
-    assert [p.location.file for p in invalid["p.w"]] == ["packs/p/config.yaml"]
+    report = packs.validate()
+    assert [p.location.file for p in report.invalid_workflows["p.w"]] == [
+        "packs/p/config.yaml",
+        "packs/p/workflows/w.yaml",
+    ]
+    at_workflow = [p.message for p in report.errors() if p.location.file == "packs/p/workflows/w.yaml"]
+    assert at_workflow == ["the config of pack 'p' is invalid: see packs/p/config.yaml"]
+
+
+def test_a_chain_of_thousands_of_tasks_is_valid(packs):
+    tasks = "".join(f"  - {{name: t{i}, action: core.noop, on_success: t{i + 1}}}\n" for i in range(2999))
+    packs.pack(
+        "p", {"workflows/w.yaml": f"ref: p.w\ntasks:\n{tasks}  - {{name: t2999, action: core.noop}}\n"}
+    )
+    assert packs.validate().errors() == []
+
+
+def test_a_cycle_at_the_end_of_a_long_chain_is_found(packs):
+    tasks = "".join(f"  - {{name: t{i}, action: core.noop, on_success: t{i + 1}}}\n" for i in range(2999))
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": f"ref: p.w\ntasks:\n{tasks}"
+            "  - {name: t2999, action: core.noop, on_failure: t2990}\n"
+        },
+    )
+    assert [p.message for p in packs.validate().errors()] == [
+        "cycle: " + " -> ".join(f"t{i}" for i in [*range(2990, 3000), 2990])
+    ]
+
+
+def test_parameter_and_config_defaults_must_match_their_schema(packs):
+    workflow = (
+        "ref: p.w\n"
+        "parameters:\n"
+        "  a: {type: string, enum: [x, y], default: z}\n"
+        "  b: {type: integer, default: 2}\n"
+        "  c: {type: string, default: null}\n"
+        "tasks: [{name: t, action: core.noop}]\n"
+    )
+    config = "type: object\nproperties:\n  size: {type: integer, default: big}\n"
+    packs.pack("p", {"workflows/w.yaml": workflow, "config.yaml": config})
+    found = [(p.location.file, p.location.line, p.message) for p in packs.validate().errors()]
+    assert (
+        "packs/p/config.yaml",
+        3,
+        "the default of 'size' in the config of pack 'p' does not match its schema:"
+        " 'big' is not of type 'integer'",
+    ) in found
+    assert (
+        "packs/p/workflows/w.yaml",
+        3,
+        "the default of parameter 'a' of workflow 'p.w' does not match its schema:"
+        " 'z' is not one of ['x', 'y']",
+    ) in found
+    assert not [m for f, line, m in found if line in (4, 5) and f.endswith("w.yaml")]
+
+
+def test_durations_must_be_finite_and_bounded(packs):
+    workflow = (
+        "ref: p.w\n"
+        "tasks:\n"
+        "  - {name: a, action: core.noop, timeout: .inf}\n"
+        "  - {name: b, action: core.noop, retry: {count: 2, delay: 1e300}}\n"
+    )
+    packs.pack("p", {"workflows/w.yaml": workflow})
+    found = [(p.location.line, p.message) for p in packs.validate().errors()]
+    assert [line for line, _ in found] == [3, 4]
+    assert "finite" in found[0][1] and "less than or equal to" in found[1][1]
+
+
+def test_subworkflow_with_a_task_named_like_a_step_is_refused(packs):
+    packs.pack("p", {"workflows/w.yaml": "ref: p.w\ntasks:\n  - {name: attune_input, action: core.noop}\n"})
+    assert [p.message for p in packs.validate().errors()] == ["task name 'attune_input' is reserved"]
 
 
 # --- the design's example ----------------------------------------------------------------------
@@ -1022,4 +1097,26 @@ def test_a_checker_that_crashes_costs_only_the_file_it_was_reading(packs, monkey
     assert packs.problems("p/workflows/odd.yaml") == [
         "1:1: error: internal error while validating this file (RecursionError: maximum recursion "
         "depth exceeded); please report it"
+    ]
+
+
+def test_item_and_index_only_in_the_input_of_a_with_items_task(packs):
+    workflow = """\
+        ref: p.w
+        tasks:
+          - name: a
+            action: core.echo
+            with_items: "{{ [1, 2] }}"
+            when: "{{ item }}"
+            input: {message: "{{ item }} {{ index }}"}
+            publish: [{x: "{{ item }}"}]
+            decision: [{when: "{{ index == 0 }}", next: b}, {default: b}]
+          - name: b
+            action: core.noop
+        """
+    packs.pack("p", {"workflows/w.yaml": workflow})
+    assert packs.problems(WF) == [
+        "6:11: error: 'item' is only available in the 'input' of a task with 'with_items'",
+        "8:19: error: 'item' is only available in the 'input' of a task with 'with_items'",
+        "9:23: error: 'index' is only available in the 'input' of a task with 'with_items'",
     ]
