@@ -124,13 +124,21 @@ _MarkingLoader.add_constructor("tag:yaml.org,2002:map", _MarkingLoader.construct
 _MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _MarkingLoader.construct_yaml_seq)
 
 
+MAX_DEPTH = 200  # nesting of YAML collections; deeper is refused (and would recurse too deep)
+
+
+class _TooDeep(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
+
+
 def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int, depth: int = 0) -> int:
     """Size of the document once aliases are expanded, stopping early past `limit`."""
     key = id(node)
     if key in memo:
         return memo[key]
-    if depth > 200:
-        return limit + 1
+    if depth > MAX_DEPTH:
+        raise _TooDeep(node)
     memo[key] = limit + 1  # a recursive alias counts as too large
     if isinstance(node, yaml.ScalarNode):
         size = len(str(node.value)) + 2
@@ -170,6 +178,10 @@ def load_yaml_text(text: str, display_name: str, max_bytes: int = DEFAULT_MAX_FI
             message = f"document expands past the limit of {max_bytes} bytes (aliases)"
             return LoadedYaml(None, [Problem(start, message)])
         data = loader.construct_document(node)
+    except _TooDeep as exc:
+        mark = exc.node.start_mark
+        message = f"the document nests collections more than {MAX_DEPTH} levels deep"
+        return LoadedYaml(None, [Problem(Location(display_name, mark.line + 1, mark.column + 1), message)])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(display_name, mark.line + 1, mark.column + 1) if mark else start

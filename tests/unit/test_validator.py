@@ -1120,3 +1120,16 @@ def test_item_and_index_only_in_the_input_of_a_with_items_task(packs):
         "8:19: error: 'item' is only available in the 'input' of a task with 'with_items'",
         "9:23: error: 'index' is only available in the 'input' of a task with 'with_items'",
     ]
+
+
+def test_yaml_limits_name_what_was_exceeded(packs):
+    nested = "[" * 250 + "1" + "]" * 250
+    deep = f"ref: p.w\ntasks: [{{name: t, action: core.echo, input: {{message: {nested}}}}}]\n"
+    bomb, previous = "ref: p.b\na: &a [" + ", ".join(["ha"] * 50) + "]\n", "a"
+    for level in "bcdefghij":  # 50 * 10^9 scalars once expanded
+        bomb += f"{level}: &{level} [" + ", ".join([f"*{previous}"] * 10) + "]\n"
+        previous = level
+    packs.pack("p", {"workflows/w.yaml": deep, "workflows/b.yaml": bomb})
+    found = {p.location.file: p.message for p in packs.validate().errors()}
+    assert found["packs/p/workflows/w.yaml"] == "the document nests collections more than 200 levels deep"
+    assert found["packs/p/workflows/b.yaml"].startswith("document expands past the limit of")
