@@ -99,10 +99,10 @@ MAX_SECONDS = 10**9  # about 31 years: any longer duration is a mistake (and ove
 
 
 class Retry(Node):
-    count: int = Field(ge=0, le=10_000)
-    delay: float = Field(default=0, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    count: int = Field(ge=0, le=10_000, strict=True)
+    delay: float = Field(default=0, ge=0, le=MAX_SECONDS, allow_inf_nan=False, strict=True)
     backoff: Literal["constant", "linear", "exponential"] = "constant"
-    max_delay: float | None = Field(default=None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    max_delay: float | None = Field(default=None, ge=0, le=MAX_SECONDS, allow_inf_nan=False, strict=True)
     on_error: str | bool | None = None
 
     def delay_before(self, retry_number: int) -> float:
@@ -132,10 +132,10 @@ class Task(Node):
     decision: tuple[DecisionBranch, ...] = ()
     when: str | bool | None = None
     with_items: str | list[Any] | None = None
-    batch_size: int | None = Field(default=None, ge=1)
-    concurrency: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, strict=True)
+    concurrency: int | None = Field(default=None, ge=1, strict=True)
     retry: Retry | None = None
-    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS, allow_inf_nan=False, strict=True)
     join: Literal["all"] | None = None
 
     _normalise_targets = field_validator(

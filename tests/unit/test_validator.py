@@ -988,7 +988,7 @@ def test_durations_must_be_finite_and_bounded(packs):
         "ref: p.w\n"
         "tasks:\n"
         "  - {name: a, action: core.noop, timeout: .inf}\n"
-        "  - {name: b, action: core.noop, retry: {count: 2, delay: 1e300}}\n"
+        "  - {name: b, action: core.noop, retry: {count: 2, delay: 1.0e+300}}\n"
     )
     packs.pack("p", {"workflows/w.yaml": workflow})
     found = [(p.location.line, p.message) for p in packs.validate().errors()]
@@ -1133,3 +1133,22 @@ def test_yaml_limits_name_what_was_exceeded(packs):
     found = {p.location.file: p.message for p in packs.validate().errors()}
     assert found["packs/p/workflows/w.yaml"] == "the document nests collections more than 200 levels deep"
     assert found["packs/p/workflows/b.yaml"].startswith("document expands past the limit of")
+
+
+def test_numbers_are_not_read_from_strings_or_booleans(packs):
+    workflow = """\
+        ref: p.w
+        tasks:
+          - name: a
+            action: core.echo
+            with_items: "{{ [1] }}"
+            input: {message: "{{ item }}"}
+            concurrency: "2"
+            retry: {count: true, delay: 1}
+            timeout: 2.5
+        """
+    packs.pack("p", {"workflows/w.yaml": workflow})
+    assert packs.problems(WF) == [
+        "7:18: error: invalid value for 'tasks.0.concurrency': Input should be a valid integer",
+        "8:20: error: invalid value for 'tasks.0.retry.count': Input should be a valid integer",
+    ]
