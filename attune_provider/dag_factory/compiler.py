@@ -15,7 +15,7 @@ from airflow.sdk import DAG, Param, TaskGroup
 from airflow.sdk.definitions.param import NOTSET
 
 from attune_provider.dag_factory.plan import GROUP_OUTCOME, WorkflowPlan
-from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Task, Workflow
+from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Task, Workflow, nullable
 
 
 @dataclass
@@ -44,11 +44,7 @@ def _param(name: str, prop: dict[str, Any]) -> Param:
     default = prop.get("default", NOTSET)
     if not required and default is NOTSET:
         default = None
-        kind = schema.get("type")
-        if isinstance(kind, str):
-            schema["type"] = [kind, "null"]
-        elif isinstance(kind, list) and "null" not in kind:
-            schema["type"] = [*kind, "null"]
+        schema = nullable(schema)
     schema.setdefault("title", name)
     return Param(default, **schema)
 

@@ -223,6 +223,20 @@ class Pack(Node):
         return value
 
 
+def nullable(prop: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an optional parameter without default: it also accepts null (what the
+    trigger form sends for an empty field, and `-p name=null`)."""
+    prop = dict(prop)
+    kind = prop.get("type")
+    if isinstance(kind, str) and kind != "null":
+        prop["type"] = [kind, "null"]
+    elif isinstance(kind, list) and "null" not in kind:
+        prop["type"] = [*kind, "null"]
+    if isinstance(prop.get("enum"), list) and None not in prop["enum"]:
+        prop["enum"] = [*prop["enum"], None]
+    return prop
+
+
 def parameters_schema(parameters: dict[str, dict[str, Any]], closed: bool = True) -> dict[str, Any]:
     """Turn Attune's properties-with-inline-`required` into one JSON-Schema object."""
     properties: dict[str, Any] = {}
@@ -231,6 +245,8 @@ def parameters_schema(parameters: dict[str, dict[str, Any]], closed: bool = True
         prop = dict(prop)
         if prop.pop("required", False) is True:
             required.append(name)
+        elif "default" not in prop:
+            prop = nullable(prop)
         prop.pop("secret", None)
         properties[name] = prop
     schema: dict[str, Any] = {"type": "object", "properties": properties}

@@ -16,7 +16,7 @@ from typing import Any
 from attune_provider.dag_factory.loader import YAML_SUFFIXES, Catalog, WorkflowEntry
 from attune_provider.dag_factory.source import Problem, key_location, load_yaml_file
 from attune_provider.dag_factory.spec import Task, Workflow
-from attune_provider.dag_factory.validator_workflow import did_you_mean, error, walk_tasks
+from attune_provider.dag_factory.validator_workflow import did_you_mean, error, walk_tasks, warning
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,21 @@ def check_calls(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Broken
     problems: list[Problem] = []
     for task in calling_tasks(entry.workflow):
         problems += check_call(task, catalog, broken)
+        if task.action in catalog.workflows:
+            problems += _subworkflow_options(task)
     return problems
+
+
+def _subworkflow_options(task: Task) -> list[Problem]:
+    """`retry` and `timeout` of a task that runs a subworkflow are not applied (the child's
+    tasks run as tasks of the parent's DAG, each with its own retries and timeout)."""
+    return [
+        warning(
+            task.key_loc(key), f"'{key}' of task '{task.name}' has no effect on a subworkflow (not supported)"
+        )
+        for key in ("retry", "timeout")
+        if key in task.model_fields_set
+    ]
 
 
 def subworkflow_calls(catalog: Catalog) -> Calls:

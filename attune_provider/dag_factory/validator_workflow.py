@@ -97,6 +97,10 @@ def _check_parallel(task: Task, group: Task | None) -> list[Problem]:
     for key in ("action", "with_items"):
         if key in task.model_fields_set:
             problems.append(error(task.key_loc(key), f"parallel task '{task.name}' takes no '{key}'"))
+    for key in ("input", "retry", "timeout"):
+        if key in task.model_fields_set:
+            message = f"'{key}' of parallel task '{task.name}' has no effect (set it on its members)"
+            problems.append(warning(task.key_loc(key), message))
     return problems
 
 
@@ -209,9 +213,19 @@ def check_graph(workflow: Workflow) -> list[Problem]:
     return problems
 
 
+def check_output(workflow: Workflow) -> list[Problem]:
+    """An `output` schema without `output_map` checks a null output (LANGUAGE.md: the
+    workflow fails when its output does not match `output`)."""
+    if workflow.output is not None and workflow.output_map is None:
+        message = "'output' without 'output_map': the output is null, which fails unless the schema allows it"
+        return [warning(workflow.key_loc("output"), message)]
+    return []
+
+
 def check_workflow_structure(workflow: Workflow) -> list[Problem]:
     """All the checks of this module for one workflow."""
     return [
+        *check_output(workflow),
         *check_task_names(workflow),
         *check_task_shapes(workflow),
         *check_transitions(workflow),

@@ -142,6 +142,11 @@ class AttuneOperator(BaseOperator):
         """
         if self.task_name not in self.plan.graph.tasks or context["ti"].map_index not in (None, -1):
             return
+        if self.task_id != self.plan.outcome_ids[self.task_name]:
+            # An inner step of a group (`items`, a subworkflow's input) ends before the task
+            # has its outcome: settling now could let the workflow's final step run (its
+            # leaves skipped) before the group's own outcome step, and miss a failure.
+            return
         names = self.plan.graph.settled_by(self.task_name, fired)
         task_ids = [self.plan.airflow_id(n) for n in names if self.plan.kind(n) == "action"]
         if not task_ids:
@@ -196,11 +201,13 @@ class AttuneOperator(BaseOperator):
             self.report_failure(context, FAILED, error_of(exc), result)
             raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
 
-    def report_failure(self, context: Any, status: str, error: dict[str, Any], result: Any = None) -> None:
+    def report_failure(
+        self, context: Any, status: str, error: dict[str, Any], result: Any = None, **extra: Any
+    ) -> None:
         targets = fired_targets(self.spec, status)
         ended = time.time()
         attempt = context["ti"].try_number
-        self.push(context, Outcome(status, result, error, targets, {}, ended, attempt))
+        self.push(context, Outcome(status, result, error, targets, {}, ended, attempt, **extra))
         if attempt > (self.retries or 0):  # a retry may still succeed and route elsewhere
             self.settle(context, targets)
 

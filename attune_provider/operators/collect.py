@@ -42,13 +42,15 @@ class GroupOutcomeOperator(AttuneOperator):
             status, result, error, total = self._members(builder)
         if status == SKIPPED:
             self.skip(context, f"'{self.task_name}' did not run")
+        extra = {"total_count": total} if total is not None else {}
         if status != SUCCEEDED:
-            self.report_failure(context, status, error or {}, result)
+            self.report_failure(context, status, error or {}, result, **extra)
             raise GroupFailed(
                 f"{error.get('type') if error else ''}: {error.get('message') if error else ''}"
             )
-        vars_ = builder.vars_before(self.task_name)
-        extra = {"total_count": total} if total is not None else {}
+        # a group's publish and decision see what its members published
+        members = [member.name for member in self.spec.tasks]
+        vars_ = builder.vars_after([*self.plan.graph.ancestors(self.task_name), *members])
         self.finish(context, builder.scope(vars_), vars_, result, **extra)
         return redact_secrets(result)
 
@@ -69,6 +71,7 @@ class GroupOutcomeOperator(AttuneOperator):
             by_index.get(i) or Outcome(FAILED, error={"type": "TaskDied"}) for i in range(meta["executions"])
         ]
         results = [o.result for o in outcomes]
+        total = int(meta.get("total_count", len(results)))
         failed = [(i, o) for i, o in enumerate(outcomes) if o.status != SUCCEEDED]
         if failed:
             first_index, first = failed[0]
@@ -77,8 +80,9 @@ class GroupOutcomeOperator(AttuneOperator):
                 f"first, index {first_index}: {(first.error or {}).get('message', '')}"
             )
             status = TIMEOUT if all(o.status == TIMEOUT for _, o in failed) else FAILED
-            return status, results, {"type": "ItemsFailed", "message": message, "index": first_index}, None
-        return SUCCEEDED, results, None, int(meta.get("total_count", len(results)))
+            error = {"type": "ItemsFailed", "message": message, "index": first_index}
+            return status, results, error, total
+        return SUCCEEDED, results, None, total
 
     def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
         names = [m.name for m in self.spec.tasks]

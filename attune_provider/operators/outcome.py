@@ -135,12 +135,13 @@ class WorkflowOutcomeOperator(AttuneOperator):
         return tasks, reasons
 
     def _output(self, builder: TaskScopeBuilder, vars_: dict[str, Any]) -> tuple[Any, str | None]:
+        """The rendered `output_map` (null without one), checked against `output`."""
         output_map = self.workflow.workflow.output_map
-        if output_map is None:
-            return None, None
-        output, problem = render_output(output_map, builder.scope(vars_))
-        if problem:
-            return output, problem
+        output: Any = None
+        if output_map is not None:
+            output, problem = render_output(output_map, builder.scope(vars_))
+            if problem:
+                return output, problem
         schema = self.workflow.workflow.output
         if schema:
             error = jsonschema.exceptions.best_match(

@@ -185,14 +185,17 @@ class TaskScopeBuilder:
         return dict(rendered)
 
     def vars_after(self, names: list[str]) -> Mapping[str, Any]:
-        """Initial vars, then what the succeeded tasks among `names` published, in end order
-        (only tasks with a `publish` can have published: the others are not read).
+        """Initial vars, then what the succeeded tasks among `names` (and the members of the
+        parallel groups among them) published, in end order (only tasks with a `publish`
+        can have published: the others are not read).
 
         The initial vars are rendered at once (a template there that fails fails the task
         as it always did); the publishes are read when something first looks at the vars.
         """
         initial = self.initial_vars()
-        publishers = [name for name in names if self.plan.tasks[name].publishes]
+        members = [member.name for name in names for member in self.plan.tasks[name].tasks]
+        every = dict.fromkeys([*names, *members])
+        publishers = [name for name in every if self.plan.tasks[name].publishes]
         if not publishers:
             return initial
         return LazyVars(lambda: merged_vars(initial, self.outcomes, publishers))

@@ -598,6 +598,7 @@ def test_invalid_json_schemas_in_workflows(packs):
         "4:11: error: invalid JSON Schema for parameter 'a' of workflow 'p.w':"
         " 'strin' is not valid under any of the given schemas",
         "10:31: error: invalid JSON Schema for parameter 'd' of workflow 'p.w': 'x' is not of type 'array'",
+        "11:1: warning: " + NO_OUTPUT_MAP,
         "14:15: error: invalid JSON Schema for output of workflow 'p.w':"
         " 5 is not valid under any of the given schemas",
     ]
@@ -1151,4 +1152,29 @@ def test_numbers_are_not_read_from_strings_or_booleans(packs):
     assert packs.problems(WF) == [
         "7:18: error: invalid value for 'tasks.0.concurrency': Input should be a valid integer",
         "8:20: error: invalid value for 'tasks.0.retry.count': Input should be a valid integer",
+    ]
+
+
+NO_OUTPUT_MAP = "'output' without 'output_map': the output is null, which fails unless the schema allows it"
+
+
+def test_options_that_would_be_ignored_are_warnings(packs):
+    child = "ref: p.c\ntasks: [{name: x, action: core.noop}]\n"
+    workflow = """\
+        ref: p.w
+        output: {type: object}
+        tasks:
+          - {name: s, action: p.c, retry: {count: 2}, timeout: 5, on_success: g}
+          - name: g
+            type: parallel
+            input: {a: 1}
+            tasks:
+              - {name: m, action: core.noop}
+        """
+    packs.pack("p", {"workflows/c.yaml": child, "workflows/w.yaml": workflow})
+    assert packs.problems(WF) == [
+        "2:1: warning: " + NO_OUTPUT_MAP,
+        "4:28: warning: 'retry' of task 's' has no effect on a subworkflow (not supported)",
+        "4:47: warning: 'timeout' of task 's' has no effect on a subworkflow (not supported)",
+        "7:5: warning: 'input' of parallel task 'g' has no effect (set it on its members)",
     ]
