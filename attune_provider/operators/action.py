@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
-from attune_provider.dag_factory.expressions import TemplateRenderError, render
+from attune_provider.dag_factory.expressions import TemplateRenderError
 from attune_provider.dag_factory.graph import FAILED, TIMEOUT
 from attune_provider.dag_factory.parameters import check_values
 from attune_provider.dag_factory.plan import ActionPlan
@@ -68,10 +68,11 @@ class AttuneTaskOperator(ActionRunMixin, RendersInput):
     """Runs one Attune task that calls an action."""
 
     def execute(self, context: Any) -> Any:
-        builder = self.scope_builder(context)
-        scope, vars_ = self.open_gate(context, builder)
+        ready = self.prepared(context)
+        scope, vars_ = ready.scope, ready.vars
         try:
-            self.input = render(dict(self.spec.input), scope)
+            if ready.error is not None:
+                raise ready.error
             result = self.call_action(self.plan.actions.get(self.task_name), self.input, self.spec.timeout)
             self.succeed(context, scope, vars_, result)
         except FAILURES as exc:

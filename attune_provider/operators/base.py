@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -212,12 +213,44 @@ class AttuneOperator(BaseOperator):
             self.settle(context, targets)
 
 
+@dataclass
+class Prepared:
+    """What `RendersInput.render_template_fields` worked out for `execute`."""
+
+    builder: TaskScopeBuilder
+    scope: dict[str, Any]
+    vars: Mapping[str, Any]
+    error: TemplateRenderError | None  # the input could not be rendered
+
+
 class RendersInput(AttuneOperator):
-    """An operator whose `input` the UI shows rendered (Attune renders it in `execute`)."""
+    """An operator whose `input` the UI shows rendered.
+
+    Airflow records a task's rendered fields once, right after `render_template_fields`:
+    the gate is opened and the input rendered there, so that this one write shows the input
+    the task ran with. `execute` takes them from `prepared()`; an input that could not be
+    rendered is raised there, where the task reports its failures.
+    """
 
     template_fields = ("input",)
-    overwrite_rtif_after_execution = True
     ui_color = "#e8f1fb"
 
     def set_up(self) -> None:
         self.input: Any = dict(self.spec.input)
+        self._prepared: Prepared | None = None
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        builder = self.scope_builder(context)
+        scope, vars_ = self.open_gate(context, builder)
+        error = None
+        try:
+            self.input = render(dict(self.spec.input), scope)
+        except TemplateRenderError as exc:
+            error = exc
+        self._prepared = Prepared(builder, scope, vars_, error)
+
+    def prepared(self, context: Any) -> Prepared:
+        if self._prepared is None:  # `execute` called without Airflow rendering first
+            self.render_template_fields(context)
+        assert self._prepared is not None
+        return self._prepared

@@ -35,7 +35,7 @@ from attune_provider.dag_factory.graph import TIMEOUT
 from attune_provider.dag_factory.parameters import check_values
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import FAILURES, AttuneTaskFailed, classify
-from attune_provider.operators.base import RendersInput, own_scope
+from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
 from attune_provider.operators.runners.base import ActionFailed
 from attune_provider.operators.secrets import redact_secrets
 
@@ -106,6 +106,9 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
 
     template_fields = ("input", "subject", "body")  # type: ignore[assignment]  # the prompt too
     ui_color = "#fdf0d5"
+    # renders in `execute` (the prompt fields too, and again when the answer comes back):
+    render_template_fields = AttuneOperator.render_template_fields  # type: ignore[assignment]
+    overwrite_rtif_after_execution = True
 
     def __init__(self, **kwargs: Any) -> None:
         timeout = kwargs.pop("execution_timeout", None)  # the task's `timeout` bounds the wait

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attune_provider.dag_factory.expressions import TemplateRenderError, render
+from attune_provider.dag_factory.expressions import TemplateRenderError
 from attune_provider.dag_factory.parameters import check_values
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import AttuneTaskFailed
@@ -25,11 +25,11 @@ class SubworkflowInputOperator(RendersInput):
     """Returns the child workflow's parameters (defaults applied, checked)."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        builder = self.scope_builder(context)
-        scope, _ = self.open_gate(context, builder)
+        ready = self.prepared(context)
         child = self.plan.children[self.task_name]
         try:
-            self.input = render(dict(self.spec.input), scope)
+            if ready.error is not None:
+                raise ready.error
             if not isinstance(self.input, dict):
                 raise ParameterError("task input must render to a mapping")
             return redact_secrets(check_values(child.params_schema, self.input))
