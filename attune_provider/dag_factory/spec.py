@@ -304,7 +304,25 @@ def _describe(error: Any, path: list[Any], root: type[BaseModel]) -> str:
     if error["type"] == "missing":
         return f"missing required key '{dotted}'"
     message = str(error["msg"]).removeprefix("Value error, ")
+    message = message.replace("a valid tuple", "a list").replace("Tuple should", "The list should")
+    if error["loc"][-1:] == ("[key]",) and isinstance(error.get("input"), bool):
+        message += " (YAML reads this key as true/false, like on/off/yes/no: quote it)"
     return f"invalid value for '{dotted}': {message}"
+
+
+def _kind(data: Any) -> str:
+    """How a YAML value is called in messages."""
+    if data is None:
+        return "an empty file"
+    for types, name in (
+        (list, "a list"),
+        (str, "a string"),
+        (bool, "true/false"),
+        ((int, float), "a number"),
+    ):
+        if isinstance(data, types):
+            return name
+    return type(data).__name__
 
 
 def _error_location(data: Any, error: Any, path: list[Any], fallback: Location) -> Location:
@@ -322,8 +340,7 @@ def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, li
     """Build `cls` from YAML data, or return every problem with its file position."""
     if not isinstance(data, dict):
         where = getattr(data, "loc", fallback)
-        found = "an empty file" if data is None else type(data).__name__
-        return None, [Problem(where, f"expected a mapping at the top of the file, found {found}")]
+        return None, [Problem(where, f"expected a mapping at the top of the file, found {_kind(data)}")]
     try:
         return cls.model_validate(data), []
     except pydantic.ValidationError as exc:

@@ -197,11 +197,15 @@ def check_entry_point(entry: ActionEntry) -> list[Problem]:
             message = f"runner_type '{action.runner_type}' needs an 'entry_point'"
             return [error(action.loc("runner_type"), message)]
         return []
+    where = action.loc("entry_point")
+    if "\0" in action.entry_point or action.entry_point.endswith(("/", os.sep)):
+        return [error(where, f"entry_point {action.entry_point!r} is not a file name")]
     target = os.path.realpath(entry.file.parent / action.entry_point)
     pack_dir = os.path.realpath(entry.pack.directory)
-    where = action.loc("entry_point")
     if os.path.commonpath([target, pack_dir]) != pack_dir:
         return [error(where, f"entry_point '{action.entry_point}' resolves outside the pack directory")]
+    if os.path.isdir(target):
+        return [error(where, f"entry_point '{action.entry_point}' is a directory, not a file")]
     if not os.path.isfile(target):
         return [error(where, f"entry_point '{action.entry_point}' does not exist")]
     return []

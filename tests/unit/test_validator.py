@@ -904,7 +904,7 @@ def test_broken_subworkflows_make_their_callers_invalid(packs):
         },
     )
     assert packs.problems() == [
-        "packs/p/workflows/broken.yaml:2:8: error: invalid value for 'tasks': Input should be a valid tuple",
+        "packs/p/workflows/broken.yaml:2:8: error: invalid value for 'tasks': Input should be a list",
         "packs/p/workflows/mid.yaml:4:13: error: workflow 'p.sub' is invalid: see packs/p/workflows/sub.yaml",
         "packs/p/workflows/sub.yaml:4:13: error: unknown action 'core.nope' (did you mean 'core.noop'?)",
         "packs/p/workflows/top.yaml:4:13: error: workflow 'p.mid' is invalid: see packs/p/workflows/mid.yaml",
@@ -1178,3 +1178,27 @@ def test_options_that_would_be_ignored_are_warnings(packs):
         "4:47: warning: 'timeout' of task 's' has no effect on a subworkflow (not supported)",
         "7:5: warning: 'input' of parallel task 'g' has no effect (set it on its members)",
     ]
+
+
+def test_clearer_messages_for_common_slips(packs):
+    files = {
+        "workflows/l.yaml": "- a\n- b\n",
+        "workflows/t.yaml": "ref: p.t\ntags: x\ntasks: [{name: a, action: core.echo, input: {on: x}}]\n",
+        "actions/d/keep.txt": "",
+        "actions/a.yaml": "name: a\nrunner_type: python-script\nentry_point: d\n",
+        "actions/b.yaml": "name: b\nrunner_type: python-script\nentry_point: b.py/\n",
+        "actions/b.py": "def run():\n    return 1\n",
+    }
+    packs.pack("p", files)
+    found = {(p.location.file.rsplit("/", 1)[-1], p.message) for p in packs.validate().errors()}
+    assert found == {
+        ("l.yaml", "expected a mapping at the top of the file, found a list"),
+        ("t.yaml", "invalid value for 'tags': Input should be a list"),
+        (
+            "t.yaml",
+            "invalid value for 'tasks.0.input.1': Input should be a valid string"
+            " (YAML reads this key as true/false, like on/off/yes/no: quote it)",
+        ),
+        ("a.yaml", "entry_point 'd' is a directory, not a file"),
+        ("b.yaml", "entry_point 'b.py/' is not a file name"),
+    }
