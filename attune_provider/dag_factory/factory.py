@@ -53,11 +53,16 @@ def _broken(message: str) -> BrokenWorkflows:
     return dag
 
 
-def _message(problems: Sequence[Problem], broken: Sequence[str]) -> str:
+def _message(problems: Sequence[Problem], broken: Sequence[str], catalog: Catalog) -> str:
+    """The import error: the workflows left out, the files whose errors kept them (or
+    whatever they define) out, then one line per problem."""
     left_out = ", ".join(sorted(broken)) or "none"
-    lines = [f"Attune found errors in its packs; workflows left out: {left_out}"]
-    lines += [p.format() for p in problems]
-    return "\n".join(lines)
+    loaded = {e.display for e in catalog.workflows.values()} | {e.display for e in catalog.actions.values()}
+    unread = sorted({p.location.file for p in problems if p.is_error and p.location.file not in loaded})
+    header = f"Attune found errors in its packs; workflows left out: {left_out}"
+    if unread:
+        header += f"; files that could not be used (what they define is left out): {', '.join(unread)}"
+    return "\n".join([header, *(p.format() for p in problems)])
 
 
 def _parsing_dag_id() -> str | None:
@@ -147,11 +152,11 @@ def _build(
     dags = _compile(catalog, valid, report)
     errors = [p for p in report.problems if p.is_error]
     broken = sorted(report.invalid_workflows)
-    if errors:
+    if errors or broken:  # a workflow that failed to compile is broken without an error above
         for problem in errors:
             log.error("%s", problem.format())
         extra = [p for ref in broken for p in report.invalid_workflows[ref] if p not in errors]
-        dags[BROKEN_DAG_ID] = _broken(_message([*errors, *extra], broken))
+        dags[BROKEN_DAG_ID] = _broken(_message([*errors, *extra], broken, catalog))
     return dags
 
 

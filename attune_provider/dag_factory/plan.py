@@ -16,7 +16,7 @@ from typing import Any
 
 from attune_provider.dag_factory.graph import Graph
 from attune_provider.dag_factory.loader import Catalog, WorkflowEntry
-from attune_provider.dag_factory.spec import Task, Workflow, parameters_schema
+from attune_provider.dag_factory.spec import Task, Workflow, parameters_schema, secret_names
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ActionPlan:
     entry_point: Path | None
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None
+    secret_inputs: frozenset[str] = frozenset()  # input parameters marked `secret: true`
 
 
 GROUP_OUTCOME = "attune_outcome"
@@ -119,8 +120,11 @@ class WorkflowPlan:
 
     @cached_property
     def secret_config_keys(self) -> frozenset[str]:
-        props = (self.config_schema or {}).get("properties") or {}
-        return frozenset(k for k, v in props.items() if isinstance(v, dict) and v.get("secret") is True)
+        return secret_names((self.config_schema or {}).get("properties"))
+
+    @cached_property
+    def secret_parameters(self) -> frozenset[str]:
+        return secret_names(self.workflow.parameters)
 
 
 def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
@@ -138,6 +142,7 @@ def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
             entry_point=entry_point,
             input_schema=parameters_schema(action.parameters),
             output_schema=action.output,
+            secret_inputs=secret_names(action.parameters),
         )
     sub = catalog.workflows.get(ref)
     if sub is not None:
@@ -149,6 +154,7 @@ def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
             entry_point=None,
             input_schema=parameters_schema(sub.workflow.parameters),
             output_schema=sub.workflow.output,
+            secret_inputs=secret_names(sub.workflow.parameters),
         )
     return None
 

@@ -223,6 +223,13 @@ class Pack(Node):
         return value
 
 
+def secret_names(properties: Any) -> frozenset[str]:
+    """The properties marked `secret: true` (pack config keys, workflow or action parameters)."""
+    if not isinstance(properties, dict):
+        return frozenset()
+    return frozenset(k for k, v in properties.items() if isinstance(v, dict) and v.get("secret") is True)
+
+
 def nullable(prop: dict[str, Any]) -> dict[str, Any]:
     """The schema of an optional parameter without default: it also accepts null (what the
     trigger form sends for an empty field, and `-p name=null`)."""

@@ -243,6 +243,25 @@ def check_workflow_ref(entry: WorkflowEntry) -> list[Problem]:
     return [error(workflow.loc("ref"), message)]
 
 
+MAX_TAG = 100  # Airflow refuses a DAG tag longer than this
+
+
+def check_tags(entry: WorkflowEntry) -> list[Problem]:
+    """Airflow's limit on tags: the workflow's own, and the `pack:<pack>` tag it gets."""
+    workflow = entry.workflow
+    problems = [
+        error(
+            workflow.loc("tags", index), f"tag is {len(tag)} characters long, more than Airflow's {MAX_TAG}"
+        )
+        for index, tag in enumerate(workflow.tags)
+        if len(tag) > MAX_TAG
+    ]
+    if len(f"pack:{entry.pack.ref}") > MAX_TAG:
+        message = f"the DAG tag 'pack:<pack ref>' would be longer than Airflow's {MAX_TAG} characters"
+        problems.append(error(workflow.loc("ref"), message))
+    return problems
+
+
 def _file_lines(entry: WorkflowEntry) -> list[str]:
     try:
         return entry.file.read_text(encoding="utf-8").splitlines()
@@ -256,6 +275,7 @@ def check_workflow(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Bro
     context = TemplateContext.of(workflow, entry.pack.ref, entry.pack.config_schema, _file_lines(entry))
     return [
         *check_workflow_ref(entry),
+        *check_tags(entry),
         *_parameter_schemas(workflow, f"workflow '{entry.ref}'"),
         *check_workflow_structure(workflow),
         *check_calls(entry, catalog, broken),

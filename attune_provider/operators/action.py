@@ -20,7 +20,7 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.operators.base import RendersInput, own_scope
 from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of
 from attune_provider.operators.runners.registry import get_runner
-from attune_provider.operators.secrets import redact_secrets
+from attune_provider.operators.secrets import mask_inputs, redact_secrets
 
 
 class AttuneTaskFailed(AirflowException):
@@ -40,6 +40,7 @@ class ActionRunMixin:
         if not isinstance(raw_input, dict):
             raise ParameterError("task input must render to a mapping")
         params = check_values(action.input_schema, raw_input, what="input")
+        mask_inputs(action, params)
         self._runner = get_runner(action.runner_type)
         return self._runner.run(Invocation(action, params, self.task_name, timeout))
 

@@ -24,7 +24,7 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
 from attune_provider.operators.runners.base import error_of
 from attune_provider.operators.scope import SubworkflowNotStarted, TaskScopeBuilder
-from attune_provider.operators.secrets import redact_secrets
+from attune_provider.operators.secrets import mask_inputs, redact_secrets
 
 
 class SelfOverlay(Mapping[str, Any]):
@@ -245,6 +245,7 @@ class RendersInput(AttuneOperator):
         error = None
         try:
             self.input = render(dict(self.spec.input), scope)
+            mask_inputs(self.plan.actions.get(self.task_name), self.input)
         except TemplateRenderError as exc:
             error = exc
         self._prepared = Prepared(builder, scope, vars_, error)

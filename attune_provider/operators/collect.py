@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
+from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome, pull
 from attune_provider.operators.scope import TaskScopeBuilder
 from attune_provider.operators.secrets import redact_secrets
 
@@ -57,11 +57,11 @@ class GroupOutcomeOperator(AttuneOperator):
     def _executions(self, context: Any) -> tuple[str, Any, dict[str, Any] | None, int | None]:
         ti = context["ti"]
         base = self.plan.airflow_id(self.task_name)
-        early = Outcome.from_xcom(ti.xcom_pull(task_ids=f"{base}.items", key=OUTCOME_KEY, map_indexes=None))
+        early = Outcome.from_xcom(pull(ti, f"{base}.items", OUTCOME_KEY))
         if early is not None:  # the list was never made: skipped, or failed to render
             return early.status, None, early.error, None
-        meta = ti.xcom_pull(task_ids=f"{base}.items", key="items", map_indexes=None)
-        if meta is None:
+        meta = pull(ti, f"{base}.items", "items")
+        if not isinstance(meta, dict):
             return FAILED, None, {"type": "TaskDied", "message": "the items step ended without a list"}, None
         pulled = [
             Outcome.from_xcom(v) for v in _as_list(ti.xcom_pull(task_ids=f"{base}.run", key=OUTCOME_KEY))

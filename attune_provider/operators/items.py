@@ -18,7 +18,7 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import FAILURES, ActionRunMixin, AttuneTaskFailed, classify
 from attune_provider.operators.base import AttuneOperator, own_scope
 from attune_provider.operators.outcomes import Outcome
-from attune_provider.operators.secrets import redact_secrets
+from attune_provider.operators.secrets import mask_inputs, redact_secrets
 
 
 def max_map_length() -> int:
@@ -64,7 +64,9 @@ class ItemsOperator(AttuneOperator):
             calls = []
             for index, item in enumerate(batches(items, self.spec.batch_size)):
                 item_scope = {**scope, "item": item, "index": index}
-                calls.append({"index": index, "input": render(dict(self.spec.input), item_scope)})
+                call_input = render(dict(self.spec.input), item_scope)
+                mask_inputs(self.plan.actions.get(self.task_name), call_input)
+                calls.append({"index": index, "input": call_input})
         except (*FAILURES, AttuneTaskFailed) as exc:
             status, error, _ = classify(exc, None, self.task_name)
             self.report_failure(context, status, error)

@@ -18,7 +18,7 @@ from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOU
 from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID, Task
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.outcomes import OUTCOME_KEY, WORKFLOW_KEY, Outcome, OutcomeReader
+from attune_provider.operators.outcomes import OUTCOME_KEY, WORKFLOW_KEY, Outcome, OutcomeReader, pull
 from attune_provider.operators.scope import TaskScopeBuilder
 from attune_provider.operators.secrets import redact_secrets
 
@@ -77,9 +77,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
 
     def _check_started(self, context: Any) -> None:
         """A subworkflow whose input step was skipped or failed ends the same way."""
-        value = context["ti"].xcom_pull(
-            task_ids=self.workflow.prefix + SUBWORKFLOW_INPUT_ID, key=OUTCOME_KEY, map_indexes=None
-        )
+        value = pull(context["ti"], self.workflow.prefix + SUBWORKFLOW_INPUT_ID, OUTCOME_KEY)
         early = Outcome.from_xcom(value)
         if early is not None and early.status == SKIPPED:
             self.push(context, Outcome(SKIPPED))
@@ -121,13 +119,16 @@ class WorkflowOutcomeOperator(AttuneOperator):
         """
         tasks: dict[str, str] = {}
         reasons = []
-        for task in self.workflow.workflow.tasks:
+        top_level = {task.name for task in self.workflow.workflow.tasks}
+        for task in self.workflow.tasks.values():  # parallel members too, as `<group>.<member>`
             state = outcomes.airflow_state(task.name)
             if state == "skipped" or (state == "success" and not _may_fire_fail(task)):
                 tasks[self.workflow.task_ids[task.name]] = SKIPPED if state == "skipped" else SUCCEEDED
                 continue
             outcome = outcomes[task.name]
             tasks[self.workflow.task_ids[task.name]] = outcome.status
+            if task.name not in top_level:
+                continue  # a member's failure is its group's: the group's transitions handle it
             if "fail" in outcome.next:
                 reasons.append(f"task '{task.name}' reached 'fail'")
             elif outcome.status in (FAILED, TIMEOUT) and not handles(task, outcome.status):

@@ -19,6 +19,17 @@ OUTCOME_KEY = "attune"
 WORKFLOW_KEY = "workflow"  # the workflow's outcome, pushed by its `attune_outcome` task
 
 
+def pull(ti: Any, task_id: str, key: str = "return_value") -> Any:
+    """The XCom `key` of (unmapped) task `task_id` in this run, None when there is none.
+
+    Without `map_indexes`, the Task SDK reads it through the sequence endpoint, which
+    answers "nothing" quietly: a single-value read logs an error for every missing XCom,
+    and Attune often asks for outcomes that were never pushed (a step that succeeded, a
+    task skipped early).
+    """
+    return ti.xcom_pull(task_ids=task_id, key=key)
+
+
 @dataclass
 class Outcome:
     status: str
@@ -96,7 +107,7 @@ class OutcomeReader(Mapping[str, Outcome]):
 
     def _pull(self, name: str) -> Outcome:
         task_id = self._task_ids[name]
-        value = self._ti.xcom_pull(task_ids=task_id, key=OUTCOME_KEY, map_indexes=None)
+        value = pull(self._ti, task_id, OUTCOME_KEY)
         outcome = Outcome.from_xcom(value)
         if outcome is not None:
             return outcome

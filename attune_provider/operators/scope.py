@@ -18,7 +18,7 @@ from attune_provider.dag_factory.parameters import check_values, with_defaults
 from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID
 from attune_provider.exceptions import ParameterError
-from attune_provider.operators.outcomes import OutcomeReader, merged_vars
+from attune_provider.operators.outcomes import OutcomeReader, merged_vars, pull
 from attune_provider.operators.secrets import mask, was_redacted
 
 PACK_CONFIG_VARIABLE = "attune_pack_config__{pack}"
@@ -105,13 +105,21 @@ class SubworkflowNotStarted(Exception):
 
 
 def run_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's parameters (see `_given_parameters`), those marked `secret: true` masked."""
+    values = _given_parameters(plan, context)
+    for name in plan.secret_parameters:
+        mask(values.get(name))
+    return values
+
+
+def _given_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[str, Any]:
     """The run's parameters with defaults, checked against the workflow (raises ParameterError).
 
     A subworkflow's parameters are what its calling task's `input` step rendered; when
     that XCom holds a redacted secret, the input is rendered again here.
     """
     if plan.parent is not None:
-        given = context["ti"].xcom_pull(task_ids=plan.prefix + SUBWORKFLOW_INPUT_ID, map_indexes=None)
+        given = pull(context["ti"], plan.prefix + SUBWORKFLOW_INPUT_ID)
         if given is None:
             raise SubworkflowNotStarted(plan.ref)
         if was_redacted(given):

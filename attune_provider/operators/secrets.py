@@ -22,7 +22,10 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from attune_provider.dag_factory.plan import ActionPlan
 
 REPLACEMENT = "***"
 
@@ -43,6 +46,15 @@ def mask(value: Any) -> None:
 
     mask_secret(str(value))
     _mask_in_process_logs()
+
+
+def mask_inputs(action: ActionPlan | None, values: Any) -> None:
+    """Mask the values of the action's (or subworkflow's) parameters marked `secret: true`,
+    before anything records them (rendered fields, XCom, logs)."""
+    if action is None or not isinstance(values, dict):
+        return
+    for name in action.secret_inputs:
+        mask(values.get(name))
 
 
 class _RedactRendered:

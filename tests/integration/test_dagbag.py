@@ -62,6 +62,37 @@ def test_good_workflows_load_beside_broken_ones(dagbag: DagBag) -> None:
     message = dagbag.import_errors["attune_dags.py"]
     assert "packs/good2/workflows/broken.yaml:4:13: error: unknown action 'core.nope'" in message
     assert "packs/bad/workflows/w.yaml:3:1: error: invalid YAML" in message
+    header = message.splitlines()[0]
+    assert "workflows left out: good2.broken" in header
+    assert "files that could not be used (what they define is left out): packs/bad/workflows/w.yaml" in header
+
+
+def test_a_workflow_that_fails_to_compile_is_an_import_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid to the validator, refused by Airflow (a task id over 250 characters once the
+    subworkflow's group prefix is added): reported like any broken workflow."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "attune_dags.py", dags / "attune_dags.py")
+    child, parent = "b" * 150, "a" * 150
+    write_pack(
+        tmp_path / "packs",
+        "long",
+        {
+            "workflows/child.yaml": f"ref: long.child\ntasks: [{{name: {child}, action: core.noop}}]\n",
+            "workflows/parent.yaml": f"ref: long.parent\ntasks: [{{name: {parent}, action: long.child}}]\n",
+            "workflows/fine.yaml": "ref: long.fine\ntasks: [{name: a, action: core.noop}]\n",
+        },
+    )
+    monkeypatch.setenv("ATTUNE_PACKS_PATH", str(tmp_path / "packs"))
+    monkeypatch.chdir(tmp_path)
+    dagbag = DagBag(dag_folder=str(dags), bundle_path=dags)
+    assert "long.fine" in dagbag.dags and "long.child" in dagbag.dags
+    assert "long.parent" not in dagbag.dags
+    message = dagbag.import_errors["attune_dags.py"]
+    assert "workflows left out: long.parent" in message
+    assert "packs/long/workflows/parent.yaml:1:1: error: could not compile:" in message
 
 
 def test_dag_carries_workflow_metadata_and_typed_params(dagbag: DagBag) -> None:

@@ -1202,3 +1202,10 @@ def test_clearer_messages_for_common_slips(packs):
         ("a.yaml", "entry_point 'd' is a directory, not a file"),
         ("b.yaml", "entry_point 'b.py/' is not a file name"),
     }
+
+
+def test_tags_within_airflows_limit(packs):
+    long_tag = "x" * 101
+    workflow = f"ref: p.w\ntags: [ok, {long_tag}]\ntasks: [{{name: a, action: core.noop}}]\n"
+    packs.pack("p", {"workflows/w.yaml": workflow})
+    assert packs.problems(WF) == ["2:12: error: tag is 101 characters long, more than Airflow's 100"]
