@@ -166,7 +166,12 @@ def dags_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, Any
         from attune_provider import settings
 
         paths = list(packs_paths) if packs_paths is not None else settings.packs_paths()
-        return build_dags(paths, max_depth=settings.max_depth(), max_file_bytes=settings.max_file_bytes())
+        max_depth, max_file_bytes = settings.max_depth(), settings.max_file_bytes()
+    except ValueError as exc:  # an invalid [attune] option: its message says which and why
+        log.error("Attune could not load its packs: %s", exc)
+        return {BROKEN_DAG_ID: _broken(f"Attune could not load its packs: {exc}")}
+    try:
+        return build_dags(paths, max_depth=max_depth, max_file_bytes=max_file_bytes)
     except Exception:  # noqa: BLE001 - report, never take the DAG file down
         message = "Attune could not load its packs:\n" + traceback.format_exc()
         log.error("%s", message)

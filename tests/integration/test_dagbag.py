@@ -120,3 +120,17 @@ def test_provider_is_registered() -> None:
     providers = ProvidersManager().providers
     assert "airflow-provider-attune" in providers
     assert providers["airflow-provider-attune"].version == "0.1.0"
+
+
+def test_an_invalid_option_is_a_one_line_import_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "attune_dags.py", dags / "attune_dags.py")
+    monkeypatch.setenv("AIRFLOW__ATTUNE__MAX_FILE_BYTES", "abc")
+    dagbag = DagBag(dag_folder=str(dags), bundle_path=dags)
+    assert dagbag.dags == {}
+    message = dagbag.import_errors["attune_dags.py"]
+    assert "Attune could not load its packs: [attune] max_file_bytes must be an integer, got 'abc'" in message
+    assert "Traceback" not in message
