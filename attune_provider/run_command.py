@@ -220,15 +220,15 @@ class TaskWatcher(threading.Thread):
                 progress = True
 
     def _follows_unreported(self, task_id: str) -> bool:
-        """Whether a plain task this one follows is not reported yet: a task skipped early
-        (`AttuneOperator.settle`) ends before the task whose outcome skipped it."""
+        """Whether a task this one follows is not reported yet: a task skipped early
+        (`AttuneOperator.settle`) ends before the task whose outcome skipped it. Groups
+        (with_items, parallel, subworkflow) are reported after the run, with their span,
+        so the tasks after them wait for that too."""
         name = self._names.get(task_id)
         if name is None:
             return False
         predecessors = self.plan.graph.predecessors.get(self.plan.group_of.get(name, name), [])
-        return any(
-            self.plan.kind(p) == "action" and self.plan.task_ids[p] not in self.reported for p in predecessors
-        )
+        return any(self.plan.task_ids[p] not in self.reported for p in predecessors)
 
     def _all_finished(self, rows: Sequence[Any]) -> bool:
         return all(row.state in self._finished for row in rows)
@@ -383,9 +383,11 @@ def _watched_run(
         result = run_plan(plan, params, run_after, migrate=False)
     finally:
         watcher.stop()
-    for task in result.tasks.values():
-        if task.task_id not in watcher.reported:
-            console.task(task)
+    for name in plan.graph.topological():  # the rest, each after the tasks it follows
+        for task_id in (plan.task_ids[name], *(plan.task_ids[m.name] for m in plan.tasks[name].tasks)):
+            if task_id not in watcher.reported and task_id in result.tasks:
+                console.task(result.tasks[task_id])
+                watcher.reported.add(task_id)
     return result
 
 

@@ -96,6 +96,23 @@ class Graph:
                 queue.extend(self.successors[name])
         return found
 
+    def topological(self) -> list[str]:
+        """Every task after all the tasks that can lead to it, else in declaration order
+        (the graph of a valid workflow has no cycle)."""
+        position = {name: index for index, name in enumerate(self.tasks)}
+        waiting = {name: len(self.predecessors[name]) for name in self.tasks}
+        ready = [name for name in self.tasks if not waiting[name]]
+        order: list[str] = []
+        while ready:
+            name = ready.pop(0)
+            order.append(name)
+            for successor in self.successors[name]:
+                waiting[successor] -= 1
+                if not waiting[successor]:
+                    ready.append(successor)
+            ready.sort(key=position.__getitem__)
+        return order
+
     def reachable(self, starts: Iterable[str]) -> set[str]:
         seen: set[str] = set()
         stack = list(starts)

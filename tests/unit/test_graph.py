@@ -46,3 +46,13 @@ def test_a_task_with_another_live_predecessor_is_not_settled() -> None:
     )
     assert g.settled_by("a", []) == []
     assert g.settled_by("c", []) == []
+
+
+def test_topological_order_keeps_declaration_order_where_free() -> None:
+    tasks = [
+        Task(name="c", action="x", on_success=["d"]),
+        Task(name="a", action="x", on_success=["c", "b"]),
+        Task(name="b", action="x"),
+        Task(name="d", action="x"),
+    ]
+    assert Graph.build(tasks).topological() == ["a", "c", "b", "d"]
