@@ -117,6 +117,8 @@ class FileCache:
         self.hits = 0
         self.misses = 0
         self._dirs: set[Path] = set()
+        self._bundle: dict[str, Any] | None = None  # file entries read at the start of a batch
+        self._used: dict[str, Any] = {}  # the entries of this batch's files, for the next one
 
     @classmethod
     def open(cls) -> FileCache | None:
@@ -161,6 +163,24 @@ class FileCache:
 
     # -- pack files ----------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def batch(self, scope: str) -> Iterator[None]:
+        """Within it, file entries are read from, and written back to, one bundle for
+        `scope` (the whole packs path, or one workflow's closure) instead of one file per
+        pack file: creating hundreds of small files was most of what the cache cost a cold
+        load here (about 0.7 ms a file). Each entry is still checked against its file's
+        content; the bundle holds exactly the files of the last load of that scope."""
+        path = self.root / "bundles" / f"{_name(scope, os.getcwd())}.pickle"
+        stored = self._read(path)
+        self._bundle, self._used = (stored if isinstance(stored, dict) else {}), {}
+        try:
+            yield
+            bundle, used = self._bundle, self._used
+            if used.keys() != bundle.keys() or any(used[k] is not bundle[k] for k in used):
+                self._write(path, used)
+        finally:
+            self._bundle, self._used = None, {}
+
     def parsed(
         self,
         path: Path,
@@ -183,10 +203,12 @@ class FileCache:
         except OSError:
             return None
         digest = hashlib.sha256(raw).hexdigest()
-        entry_path = self.root / "files" / f"{_name(kind, os.path.abspath(path), display, max_bytes)}.pickle"
-        entry = self._read(entry_path)
+        name = _name(kind, os.path.abspath(path), display, max_bytes)
+        entry_path = self.root / "files" / f"{name}.pickle"
+        entry = self._read(entry_path) if self._bundle is None else self._bundle.get(name)
         if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == (len(raw), digest):
             self.hits += 1
+            self._used[name] = entry
             return Parsed(entry[1], entry[2], digest)
         try:
             text = raw.decode("utf-8")
@@ -194,7 +216,10 @@ class FileCache:
             return None
         self.misses += 1
         value, problems = parse(load_yaml_text(text, display, max_bytes))
-        self._write(entry_path, ((len(raw), digest), value, problems))
+        entry = ((len(raw), digest), value, problems)
+        self._used[name] = entry
+        if self._bundle is None:
+            self._write(entry_path, entry)
         return Parsed(value, problems, digest)
 
     # -- validation reports ----------------------------------------------------------

@@ -15,6 +15,7 @@ read, validated and compiled.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -98,6 +99,10 @@ def _compile(catalog: Catalog, refs: Sequence[str], report: Findings) -> dict[st
     return dags
 
 
+def _batch(cache: FileCache | None, scope: str) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext() if cache is None else cache.batch(scope)
+
+
 def _scope(kind: str, packs_paths: Sequence[Path]) -> str:
     return f"{kind}|{os.pathsep.join(os.path.abspath(p) for p in packs_paths)}"
 
@@ -106,7 +111,8 @@ def _task_time_dags(
     packs_paths: Sequence[Path], ref: str, max_depth: int, max_file_bytes: int, cache: FileCache | None
 ) -> dict[str, Any]:
     """The one DAG a worker needs to run a task of workflow `ref`, from `ref`'s files only."""
-    catalog = load_workflow_closure(packs_paths, ref, max_file_bytes, cache=cache)
+    with _batch(cache, _scope(f"workflow:{ref}", packs_paths)):
+        catalog = load_workflow_closure(packs_paths, ref, max_file_bytes, cache=cache)
     if catalog is None:
         log.warning("Attune workflow %s not found on the packs path", ref)
         return {}
@@ -146,7 +152,8 @@ def _build(
     only = _parsing_dag_id()
     if only:
         return _task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache)
-    catalog = load_catalog(packs_paths, max_file_bytes, cache=cache)
+    with _batch(cache, _scope("all", packs_paths)):
+        catalog = load_catalog(packs_paths, max_file_bytes, cache=cache)
     report = validate_cached(catalog, max_depth, cache, _scope("all", packs_paths))
     valid = [ref for ref in sorted(catalog.workflows) if ref not in report.invalid_workflows]
     dags = _compile(catalog, valid, report)

@@ -203,3 +203,40 @@ def test_where_the_cache_lives(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv(cache_module.CACHE_DIR_ENV, "off")
     assert configured_dir() is None
     assert FileCache.open() is None
+
+
+def test_a_batch_keeps_one_bundle_per_scope(packs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Within `batch`, file entries live in one bundle: a cold load creates one file, a
+    warm one reads it back, an edit is seen, and a deleted file leaves the bundle."""
+
+    def load(scope: str = "all") -> tuple[Catalog, FileCache]:
+        store = FileCache(tmp_path / "cache", version="test")
+        with store.batch(scope):
+            catalog = load_catalog([Path("packs")], cache=store)
+        return catalog, store
+
+    write_all(packs)
+    catalog, store = load()
+    assert store.misses > 0 and store.hits == 0
+    written = sorted(p.relative_to(tmp_path / "cache") for p in (tmp_path / "cache").rglob("*.pickle"))
+    assert [p.parts[1] for p in written] == ["bundles"]
+    _, store = load()
+    assert store.hits > 0 and store.misses == 0
+    path = packs.root / "p" / "workflows" / "ok.yaml"
+    stat = path.stat()
+    path.write_text(path.read_text().replace("first", "frist"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    catalog, store = load()
+    assert catalog.workflows["p.ok"].workflow.tasks[0].name == "frist" and store.misses == 1
+
+    def bundled() -> int:
+        bundle = next((tmp_path / "cache").rglob("bundles/*.pickle"))
+        return len(cache_module.pickle.loads(bundle.read_bytes()))
+
+    before = bundled()
+    path.unlink()
+    catalog, _ = load()
+    assert "p.ok" not in catalog.workflows
+    assert bundled() == before - 1
+    _, store = load()
+    assert store.misses == 0
