@@ -31,6 +31,7 @@ from attune_provider.dag_factory.validator_calls import (
     broken_targets,
     cascade,
     check_calls,
+    check_id_lengths,
     check_nesting,
     invalid_workflows,
     subworkflow_calls,
@@ -314,6 +315,7 @@ def validate_catalog(catalog: Catalog, max_depth: int = DEFAULT_MAX_DEPTH) -> Re
         problems += _guarded(functools.partial(check_workflow, workflow, catalog, broken), workflow.display)
     calls = subworkflow_calls(catalog)
     problems += check_nesting(calls, max_depth)
+    problems += check_id_lengths(catalog)
     problems += cascade(catalog, calls, problems)
     problems = _sorted_unique(problems)
     return Report(problems, invalid_workflows(catalog, broken, problems))

@@ -15,8 +15,15 @@ from typing import Any
 
 from attune_provider.dag_factory.loader import YAML_SUFFIXES, Catalog, WorkflowEntry
 from attune_provider.dag_factory.source import Problem, key_location, load_yaml_file
-from attune_provider.dag_factory.spec import Task, Workflow
-from attune_provider.dag_factory.validator_workflow import did_you_mean, error, walk_tasks, warning
+from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Task, Workflow
+from attune_provider.dag_factory.validator_workflow import (
+    MAX_AIRFLOW_ID,
+    Placed,
+    did_you_mean,
+    error,
+    walk_tasks,
+    warning,
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,51 @@ def check_nesting(calls: Calls, max_depth: int) -> list[Problem]:
                     f" {' -> '.join(chain_refs)}"
                 )
                 problems.append(error(call.task.loc("action"), message))
+    return problems
+
+
+def _longest_id(ref: str, catalog: Catalog, memo: dict[str, int], stack: set[str]) -> int:
+    """The length of the longest Airflow task id in the DAG of workflow `ref` (no prefix)."""
+    if ref in memo:
+        return memo[ref]
+    if ref in stack:
+        return 0  # recursion is reported on its own
+    stack.add(ref)
+    tasks = walk_tasks(catalog.workflows[ref].workflow.tasks)
+    longest = max([len(OUTCOME_TASK_ID), *(_id_length(p, catalog, memo, stack) for p in tasks)])
+    stack.discard(ref)
+    memo[ref] = longest
+    return longest
+
+
+def _id_length(placed: Placed, catalog: Catalog, memo: dict[str, int], stack: set[str]) -> int:
+    """The longest Airflow task id one task compiles to: its name (after its group's), then
+    the steps of a group or the tasks of a subworkflow after a dot."""
+    task = placed.task
+    own = len(task.name) + (len(placed.group.name) + 1 if placed.group is not None else 0)
+    if task.type == "parallel" or task.with_items is not None:
+        return own + 1 + len(OUTCOME_TASK_ID)
+    if task.action is not None and str(task.action) in catalog.workflows:
+        inner = _longest_id(str(task.action), catalog, memo, stack)
+        return own + 1 + max(len(SUBWORKFLOW_INPUT_ID), inner)
+    return own
+
+
+def check_id_lengths(catalog: Catalog) -> list[Problem]:
+    """Airflow refuses a task id over 250 characters: with group and subworkflow prefixes a
+    task's ids can pass that even when every name is short enough."""
+    memo: dict[str, int] = {}
+    problems: list[Problem] = []
+    for ref, entry in catalog.workflows.items():
+        for placed in walk_tasks(entry.workflow.tasks):
+            length = _id_length(placed, catalog, memo, {ref})
+            if length > MAX_AIRFLOW_ID:
+                message = (
+                    f"task '{placed.task.name[:40]}' compiles to Airflow task ids of up to {length}"
+                    f" characters (group and subworkflow prefixes included), more than Airflow's"
+                    f" {MAX_AIRFLOW_ID}: shorten the names"
+                )
+                problems.append(error(placed.task.loc("name"), message))
     return problems
 
 

@@ -1209,3 +1209,25 @@ def test_tags_within_airflows_limit(packs):
     workflow = f"ref: p.w\ntags: [ok, {long_tag}]\ntasks: [{{name: a, action: core.noop}}]\n"
     packs.pack("p", {"workflows/w.yaml": workflow})
     assert packs.problems(WF) == ["2:12: error: tag is 101 characters long, more than Airflow's 100"]
+
+
+def test_task_ids_with_prefixes_within_airflows_limit(packs):
+    child, parent, member = "b" * 150, "a" * 150, "m" * 120
+    workflow = (
+        f"ref: p.w\ntasks:\n  - {{name: {parent}, action: p.child}}\n"
+        f"  - name: {parent[:130]}\n    type: parallel\n"
+        f"    tasks: [{{name: {member}, action: core.noop}}]\n"
+    )
+    packs.pack(
+        "p",
+        {
+            "workflows/child.yaml": f"ref: p.child\ntasks: [{{name: {child}, action: core.noop}}]\n",
+            "workflows/w.yaml": workflow,
+        },
+    )
+    found = [(p.location.line, p.message) for p in packs.validate().errors()]
+    suffix = "(group and subworkflow prefixes included), more than Airflow's 250: shorten the names"
+    assert found == [
+        (3, f"task '{parent[:40]}' compiles to Airflow task ids of up to 301 characters {suffix}"),
+        (6, f"task '{member[:40]}' compiles to Airflow task ids of up to 251 characters {suffix}"),
+    ]
