@@ -67,6 +67,33 @@ def test_good_workflows_load_beside_broken_ones(dagbag: DagBag) -> None:
     assert "files that could not be used (what they define is left out): packs/bad/workflows/w.yaml" in header
 
 
+def test_dag_carries_workflow_metadata_and_typed_params(dagbag: DagBag) -> None:
+    dag = dagbag.dags["good.hello"]
+    assert dag.dag_display_name == "Hello Workflow"
+    assert dag.description == "Says hello"
+    assert {"demo", "pack:good"} <= set(dag.tags)
+    params = dag.params
+    assert params.get_param("name").schema["type"] == "string"
+    assert params.get_param("times").value == 1
+    assert params.get_param("mood").schema["enum"] == ["happy", "grumpy"]
+
+
+def test_graph_is_the_transition_graph(dagbag: DagBag) -> None:
+    dag = dagbag.dags["good.hello"]
+    assert set(dag.task_dict) == {"greet", "done", "also", "oops", "attune_outcome"}
+    assert dag.task_dict["greet"].downstream_task_ids == {"done", "also", "oops"}
+    assert dag.task_dict["done"].trigger_rule == "all_done"
+    assert dag.task_dict["attune_outcome"].upstream_task_ids == {"done", "also", "oops"}
+
+
+def test_provider_is_registered() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    providers = ProvidersManager().providers
+    assert "airflow-provider-attune" in providers
+    assert providers["airflow-provider-attune"].version == "0.1.0"
+
+
 def test_a_workflow_that_fails_to_compile_is_an_import_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
