@@ -106,16 +106,15 @@ class Retry(Node):
     on_error: str | bool | None = None
 
     def delay_before(self, retry_number: int) -> float:
-        """Seconds to wait before retry `retry_number` (1 = first retry), capped by max_delay
-        (and by MAX_SECONDS, so that a long exponential backoff stays a valid duration)."""
+        """Seconds to wait before retry `retry_number` (1 = first retry), capped by max_delay,
+        else by MAX_SECONDS (so that a long exponential backoff stays a valid duration)."""
         if self.backoff == "linear":
             delay = self.delay * retry_number
         elif self.backoff == "exponential":
             delay = self.delay * 2 ** min(retry_number - 1, 64)
         else:
             delay = self.delay
-        cap = self.max_delay if self.max_delay is not None else MAX_SECONDS
-        return min(delay, cap, MAX_SECONDS)
+        return min(delay, self.max_delay if self.max_delay is not None else MAX_SECONDS)
 
 
 class Task(Node):

@@ -217,7 +217,6 @@ class AttuneOperator(BaseOperator):
 class Prepared:
     """What `RendersInput.render_template_fields` worked out for `execute`."""
 
-    builder: TaskScopeBuilder
     scope: dict[str, Any]
     vars: Mapping[str, Any]
     error: TemplateRenderError | None  # the input could not be rendered
@@ -248,7 +247,7 @@ class RendersInput(AttuneOperator):
             mask_inputs(self.plan.actions.get(self.task_name), self.input)
         except TemplateRenderError as exc:
             error = exc
-        self._prepared = Prepared(builder, scope, vars_, error)
+        self._prepared = Prepared(scope, vars_, error)
 
     def prepared(self, context: Any) -> Prepared:
         if self._prepared is None:  # `execute` called without Airflow rendering first
