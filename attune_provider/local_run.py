@@ -197,15 +197,28 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
         outcome = xcoms.get((plan.outcome_ids[name], "attune")) or {}
         ti = tis_by_id.get(plan.outcome_ids[name])
         duration = spans[name] if name in spans else (ti.duration if ti is not None else None)
+        if plan.kind(name) == "with_items":  # the most tries one of its executions took
+            ti = max(_executions(tis, task_id), key=lambda t: t.try_number or 0, default=None)
         attempts = (ti.try_number if ti is not None else 0) if outcome.get("status") != "skipped" else 0
         task_status = reported.get(task_id) or outcome.get("status") or "skipped"
-        result.tasks[task_id] = TaskRun(task_id, task_status, attempts, duration, outcome.get("error"))
+        error = (report.get("errors") or {}).get(task_id) or outcome.get("error")
+        result.tasks[task_id] = TaskRun(task_id, task_status, attempts, duration, error)
     return result
 
 
+def _executions(tis: Sequence[Any], task_id: str) -> list[Any]:
+    """The mapped task instances of with_items task `task_id`, in either form."""
+    return [ti for ti in tis if ti.task_id in (task_id, f"{task_id}.run") and ti.map_index >= 0]
+
+
 def _span(tis: Sequence[Any], group_id: str) -> float | None:
-    """Seconds from the first start to the last end of the task instances of a TaskGroup."""
-    inside = [ti for ti in tis if ti.task_id.startswith(group_id + ".") and ti.start_date and ti.end_date]
+    """Seconds from the first start to the last end of the task instances of a TaskGroup
+    (or of a task mapped directly)."""
+    inside = [
+        ti
+        for ti in tis
+        if (ti.task_id == group_id or ti.task_id.startswith(group_id + ".")) and ti.start_date and ti.end_date
+    ]
     if not inside:
         return None
     return (max(ti.end_date for ti in inside) - min(ti.start_date for ti in inside)).total_seconds()

@@ -1,8 +1,10 @@
 """Validated workflows -> Airflow DAGs: the one place that builds Airflow objects.
 
 One DAG per valid workflow: dag_id = workflow ref, one Airflow task per plain Attune
-task wired by its transitions, a TaskGroup for each with_items task (mapped), parallel
-group and subworkflow, and a final `attune_outcome` task that decides the run's state.
+task wired by its transitions, a mapped task for a with_items task over a list written in
+the workflow (`plan.mapped_items`), a TaskGroup for any other with_items task (mapped),
+parallel group and subworkflow, and a final `attune_outcome` task that decides the run's
+state.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def _retry_kwargs(task: Task) -> dict[str, Any]:
     return kwargs
 
 
+def _concurrency(task: Task) -> dict[str, Any]:
+    return {"max_active_tis_per_dagrun": task.concurrency} if task.concurrency else {}
+
+
 class _Builder:
     """Compiles the tasks of one workflow (or subworkflow) into a DAG or TaskGroup."""
 
@@ -114,6 +120,8 @@ class _Builder:
                 task_id=task.name, trigger_rule=rule, task_group=group, **common, **_retry_kwargs(task)
             )
             return Node([op], op)
+        if task.name in plan.mapped_items:
+            return self.mapped(plan, task, group, rule, common)
         inner = TaskGroup(task.name, parent_group=group, dag=self.dag, tooltip=task.action or task.type)
         if kind == "parallel":
             return self.parallel(plan, task, inner, rule, common)
@@ -132,17 +140,32 @@ class _Builder:
             member.tail >> collect
         return Node([op for member in members for op in member.heads], collect)
 
+    def mapped(
+        self, plan: WorkflowPlan, task: Task, group: TaskGroup | None, rule: str, common: dict
+    ) -> Node:
+        """A with_items task over a list written in the workflow: one task mapped over it."""
+        from attune_provider.operators.items import MappedItemOperator
+
+        op = MappedItemOperator.partial(
+            task_id=task.name,
+            trigger_rule=rule,
+            task_group=group,
+            **common,
+            **_concurrency(task),
+            **_retry_kwargs(task),
+        ).expand(item=plan.mapped_items[task.name])
+        return Node([op], op)
+
     def with_items(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
         from attune_provider.operators.collect import GroupOutcomeOperator
         from attune_provider.operators.items import ItemOperator, ItemsOperator
 
         items = ItemsOperator(task_id="items", trigger_rule=rule, task_group=group, **common)
-        partial = {"max_active_tis_per_dagrun": task.concurrency} if task.concurrency else {}
         run = ItemOperator.partial(
             task_id="run",
             task_group=group,
             **common,
-            **partial,
+            **_concurrency(task),
             **_retry_kwargs(task),
         ).expand(call=items.output)
         collect = GroupOutcomeOperator(

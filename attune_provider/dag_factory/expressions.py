@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2 import nodes
+from jinja2 import meta, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
@@ -235,6 +235,39 @@ def render(value: Any, scope: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
         return [render(item, scope) for item in value]
     return value
+
+
+class NotConstant(Exception):
+    """The value depends on what a run has (it reads a name, or could not be worked out)."""
+
+
+# Filters whose result is not a function of their input.
+_UNSTABLE_FILTERS = frozenset({"random"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _reads_nothing(template: str) -> bool:
+    try:
+        tree = ENV.parse(template)
+    except jinja2.TemplateSyntaxError:
+        return False
+    if meta.find_undeclared_variables(tree):
+        return False
+    return not any(node.name in _UNSTABLE_FILTERS for node in tree.find_all(nodes.Filter))
+
+
+def constant(value: Any) -> Any:
+    """What `value` renders to in every run, when its templates name nothing at all
+    (`"{{ [1, 2, 3] }}"`, a YAML list of plain values); `NotConstant` otherwise.
+
+    Lets the compiler use a value at parse time that the run would compute the same way.
+    """
+    if not all(_reads_nothing(text) for _, text in template_strings(value)):
+        raise NotConstant(value)
+    try:
+        return render(value, {})
+    except TemplateRenderError as exc:
+        raise NotConstant(value) from exc
 
 
 def truthy(value: Any) -> bool:

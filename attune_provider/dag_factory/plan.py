@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from attune_provider.dag_factory.expressions import NotConstant, constant
 from attune_provider.dag_factory.graph import Graph
 from attune_provider.dag_factory.loader import Catalog, WorkflowEntry
 from attune_provider.dag_factory.spec import Task, Workflow, parameters_schema, secret_names
@@ -34,6 +36,23 @@ class ActionPlan:
 
 
 GROUP_OUTCOME = "attune_outcome"
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def batches(items: list[Any], size: int | None) -> list[Any]:
+    """The executions of a with_items task: its items, or lists of `size` of them."""
+    if size is None:
+        return items
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _plain_data(value: Any) -> bool:
+    """JSON-like data, as a serialized DAG holds the arguments of a mapped task."""
+    if isinstance(value, list):
+        return all(_plain_data(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _plain_data(item) for key, item in value.items())
+    return isinstance(value, _PLAIN_TYPES)
 
 
 @dataclass
@@ -115,8 +134,50 @@ class WorkflowPlan:
         ids = {}
         for name in self.tasks:
             base = self.airflow_id(name)
-            ids[name] = base if self.kind(name) == "action" else f"{base}.{GROUP_OUTCOME}"
+            direct = self.kind(name) == "action" or name in self.mapped_items
+            ids[name] = base if direct else f"{base}.{GROUP_OUTCOME}"
         return ids
+
+    @cached_property
+    def quiet_successes(self) -> frozenset[str]:
+        """Tasks whose success says everything by itself: an action task without `publish`
+        or `decision` succeeded with its result (its return_value) and fired `on_success`
+        and `on_complete`. They push an `attune` XCom only when they do not succeed;
+        readers take a success from Airflow's state (outcomes.py)."""
+        return frozenset(
+            name
+            for name, task in self.tasks.items()
+            if self.kind(name) == "action" and not task.publish and not task.decision
+        )
+
+    @cached_property
+    def mapped_items(self) -> dict[str, list[Any]]:
+        """with_items tasks compiled to one mapped task: name -> its executions.
+
+        When the list is written out in the workflow (its templates name nothing) and the
+        task has no `publish` or `decision`, nothing is left to work out at run time
+        beyond each execution: the task is one Airflow task mapped over that list, as a
+        hand-written DAG would be, and its outcome is read from its mapped instances
+        (outcomes.py). Otherwise a TaskGroup renders the list first and decides the
+        outcome after (`items`, `run`, `attune_outcome`). An empty list keeps the group:
+        Airflow skips a task mapped over nothing, and Attune's empty with_items succeeds.
+        """
+        found: dict[str, list[Any]] = {}
+        ids = set(self.task_ids.values())
+        for name, task in self.tasks.items():
+            if task.with_items is None or task.publish or task.decision:
+                continue
+            try:
+                items = constant(task.with_items)
+            except NotConstant:
+                continue
+            if not isinstance(items, list) or not items or not _plain_data(items):
+                continue
+            # Airflow reports mapped instances' states as `<task_id>_<map_index>`
+            if any(re.fullmatch(re.escape(self.task_ids[name]) + r"_\d+", other) for other in ids):
+                continue
+            found[name] = batches(items, task.batch_size)
+        return found
 
     @cached_property
     def secret_config_keys(self) -> frozenset[str]:

@@ -73,6 +73,13 @@ class AttuneOperator(BaseOperator):
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Never let Airflow's Jinja touch user strings: Attune renders in `execute`."""
 
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: Any
+    ) -> None:
+        """What Airflow calls on a mapped task's instance (after unmapping it) instead of
+        `render_template_fields`: the same rendering, Attune's."""
+        self.render_template_fields(context, jinja_env)
+
     def scope_builder(self, context: Any, plan: WorkflowPlan | None = None) -> TaskScopeBuilder:
         try:
             return TaskScopeBuilder(plan or self.plan, context)
@@ -94,7 +101,7 @@ class AttuneOperator(BaseOperator):
         predecessors = self.plan.graph.predecessors.get(gate, [])
         if not predecessors:
             return True
-        outcomes = builder.outcomes.read_many(predecessors)
+        outcomes = builder.outcomes.routing(predecessors)
         fired = [p for p, outcome in zip(predecessors, outcomes, strict=True) if gate in outcome.next]
         self.log.info("inbound transitions fired by %s (of %s)", fired, predecessors)
         if self.plan.tasks[gate].join == "all":
@@ -149,7 +156,13 @@ class AttuneOperator(BaseOperator):
             # leaves skipped) before the group's own outcome step, and miss a failure.
             return
         names = self.plan.graph.settled_by(self.task_name, fired)
-        task_ids = [self.plan.airflow_id(n) for n in names if self.plan.kind(n) == "action"]
+        task_ids: list[str | tuple[str, int]] = []
+        for name in names:
+            if self.plan.kind(name) == "action":
+                task_ids.append(self.plan.airflow_id(name))
+            elif name in self.plan.mapped_items:  # its instances exist from the start of the run
+                count = len(self.plan.mapped_items[name])
+                task_ids += [(self.plan.airflow_id(name), i) for i in range(count)]
         if not task_ids:
             return
         try:
@@ -185,7 +198,11 @@ class AttuneOperator(BaseOperator):
         targets = fired_targets(self.spec, SUCCEEDED, chosen)
         attempts = context["ti"].try_number
         outcome = Outcome(SUCCEEDED, result, None, targets, published, time.time(), attempts, **extra)
-        self.push(context, outcome)
+        if (
+            self.task_name not in self.plan.quiet_successes
+            or self.task_id != self.plan.outcome_ids[self.task_name]
+        ):
+            self.push(context, outcome)
         if published:
             context["ti"].xcom_push(key="vars", value=redact_secrets(current))
         self.settle(context, targets)
@@ -243,11 +260,15 @@ class RendersInput(AttuneOperator):
         scope, vars_ = self.open_gate(context, builder)
         error = None
         try:
-            self.input = render(dict(self.spec.input), scope)
+            self.input = render(dict(self.spec.input), self.input_scope(context, scope))
             mask_inputs(self.plan.actions.get(self.task_name), self.input)
         except TemplateRenderError as exc:
             error = exc
         self._prepared = Prepared(scope, vars_, error)
+
+    def input_scope(self, context: Any, scope: dict[str, Any]) -> dict[str, Any]:
+        """The scope `input` renders in (a with_items execution adds `item` and `index`)."""
+        return scope
 
     def prepared(self, context: Any) -> Prepared:
         if self._prepared is None:  # `execute` called without Airflow rendering first

@@ -14,19 +14,13 @@ from airflow.sdk.exceptions import AirflowException
 
 from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome, pull
+from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome, combine, pull, pull_all
 from attune_provider.operators.scope import TaskScopeBuilder
 from attune_provider.operators.secrets import redact_secrets
 
 
 class GroupFailed(AirflowException):
     """Some executions or members of the task failed."""
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 class GroupOutcomeOperator(AttuneOperator):
@@ -63,26 +57,14 @@ class GroupOutcomeOperator(AttuneOperator):
         meta = pull(ti, f"{base}.items", "items")
         if not isinstance(meta, dict):
             return FAILED, None, {"type": "TaskDied", "message": "the items step ended without a list"}, None
-        pulled = [
-            Outcome.from_xcom(v) for v in _as_list(ti.xcom_pull(task_ids=f"{base}.run", key=OUTCOME_KEY))
-        ]
+        pulled = [Outcome.from_xcom(v) for v in pull_all(ti, f"{base}.run", OUTCOME_KEY)]
         by_index = {o.index: o for o in pulled if o is not None}
         outcomes = [
             by_index.get(i) or Outcome(FAILED, error={"type": "TaskDied"}) for i in range(meta["executions"])
         ]
-        results = [o.result for o in outcomes]
-        total = int(meta.get("total_count", len(results)))
-        failed = [(i, o) for i, o in enumerate(outcomes) if o.status != SUCCEEDED]
-        if failed:
-            first_index, first = failed[0]
-            message = (
-                f"{len(failed)} of {len(outcomes)} executions failed; "
-                f"first, index {first_index}: {(first.error or {}).get('message', '')}"
-            )
-            status = TIMEOUT if all(o.status == TIMEOUT for _, o in failed) else FAILED
-            error = {"type": "ItemsFailed", "message": message, "index": first_index}
-            return status, results, error, total
-        return SUCCEEDED, results, None, total
+        total = int(meta.get("total_count", len(outcomes)))
+        combined = combine(outcomes, total, self.spec)
+        return combined.status, combined.result, combined.error, total
 
     def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
         names = [m.name for m in self.spec.tasks]

@@ -1,22 +1,34 @@
 """`with_items` as Airflow dynamic task mapping.
 
-A with_items task compiles to a TaskGroup named after it: `items` (gate, `when`, render
-the list, split batches, render each execution's input) -> `run`, mapped with one task
-instance per item or batch (each with the task's retries and timeout) -> `attune_outcome`
-(see collect.py), which turns the executions into the task's one outcome.
+A with_items task whose list is written out in the workflow and that has no `publish` or
+`decision` (`plan.mapped_items`) compiles to one task mapped over that list
+(`MappedItemOperator`): each instance opens the gate, renders its input and runs, and the
+task's outcome is read from its instances (outcomes.py). Any other with_items task
+compiles to a TaskGroup named after it: `items` (gate, `when`, render the list, split
+batches, render each execution's input) -> `run`, mapped with one task instance per item
+or batch (`ItemOperator`) -> `attune_outcome` (see collect.py), which turns the
+executions into the task's one outcome. Both carry the task's retries and timeout per
+execution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
 
 from attune_provider.dag_factory.expressions import render
 from attune_provider.dag_factory.graph import FAILED, SUCCEEDED
+from attune_provider.dag_factory.plan import batches
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import FAILURES, ActionRunMixin, AttuneTaskFailed, classify
-from attune_provider.operators.base import AttuneOperator, own_scope
+from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
 from attune_provider.operators.outcomes import Outcome
 from attune_provider.operators.secrets import mask_inputs, redact_secrets
 
@@ -29,12 +41,6 @@ def max_map_length() -> int:
         return conf.getint("core", "max_map_length", fallback=1024)
     except Exception:  # noqa: BLE001 - the documented default
         return 1024
-
-
-def batches(items: list[Any], size: int | None) -> list[Any]:
-    if size is None:
-        return items
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def sealed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,20 +89,21 @@ class ItemsOperator(AttuneOperator):
         return sealed(calls)
 
 
-class ItemOperator(ActionRunMixin, AttuneOperator):
-    """One execution of a with_items task (a mapped task instance)."""
+class ExecutionMixin(ActionRunMixin, AttuneOperator):
+    """One execution of a with_items task: a mapped task instance running the action."""
 
-    template_fields = ("call",)  # the execution's input as `items` rendered it (secrets as ***)
     ui_color = "#d5e6f7"
 
-    def __init__(self, *, call: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.call = call
+    def failed_input(self, context: Any, index: int, exc: BaseException) -> Any:
+        """This execution's input could not be rendered: it fails without running."""
+        status, error, result = classify(exc, self.spec.timeout, self.task_name)
+        self.push(context, Outcome(status, result, error, attempts=context["ti"].try_number, index=index))
+        raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
 
-    def execute(self, context: Any) -> Any:
-        index = self.call["index"]
+    def run_execution(self, context: Any, index: int, raw_input: Any, push_success: bool) -> Any:
+        """Run the action; a failure pushes this execution's outcome (with its index) and
+        fails the instance, so that it keeps its own retries."""
         try:
-            raw_input = self._input_again(context, index) if self.call.get("render") else self.call["input"]
             result = self.call_action(self.plan.actions.get(self.task_name), raw_input, self.spec.timeout)
         except FAILURES as exc:
             status, error, result = classify(exc, self.spec.timeout, self.task_name)
@@ -107,8 +114,27 @@ class ItemOperator(ActionRunMixin, AttuneOperator):
             if isinstance(exc, AirflowTaskTimeout):
                 raise
             raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
-        self.push(context, Outcome(SUCCEEDED, result, attempts=context["ti"].try_number, index=index))
+        if push_success:
+            self.push(context, Outcome(SUCCEEDED, result, attempts=context["ti"].try_number, index=index))
         return redact_secrets(result)
+
+
+class ItemOperator(ExecutionMixin):
+    """One execution of a with_items task whose `items` step made the list."""
+
+    template_fields = ("call",)  # the execution's input as `items` rendered it (secrets as ***)
+
+    def __init__(self, *, call: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.call = call
+
+    def execute(self, context: Any) -> Any:
+        index = self.call["index"]
+        try:
+            raw_input = self._input_again(context, index) if self.call.get("render") else self.call["input"]
+        except FAILURES as exc:
+            return self.failed_input(context, index, exc)
+        return self.run_execution(context, index, raw_input, push_success=True)
 
     def _input_again(self, context: Any, index: int) -> Any:
         """This execution's input, rendered here because XCom only holds it redacted."""
@@ -118,3 +144,41 @@ class ItemOperator(ActionRunMixin, AttuneOperator):
         if not isinstance(executions, list) or index >= len(executions):
             raise ParameterError(f"with_items of '{self.task_name}' no longer has an execution {index}")
         return render(dict(self.spec.input), {**scope, "item": executions[index], "index": index})
+
+
+class MappedItemOperator(ExecutionMixin, RendersInput):
+    """One execution of a with_items task mapped directly over its list (`plan.mapped_items`).
+
+    Each instance opens the gate and renders its input where Airflow renders templates;
+    only a failure (or a skip) pushes an `attune` XCom, a success just returns its result.
+    A failure of the action carries the execution's index; a `when`, initial var or input
+    that cannot be rendered is the task's failure (no index), as in the `items` step.
+    """
+
+    ui_color = "#d5e6f7"
+
+    def __init__(self, *, item: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.item = item
+
+    def input_scope(self, context: Any, scope: dict[str, Any]) -> dict[str, Any]:
+        return {**scope, "item": self.item, "index": context["ti"].map_index}
+
+    def open_gate(self, context: Any, builder: Any) -> tuple[dict[str, Any], Mapping[str, Any]]:
+        """As for any task; a `when` or initial var that cannot be rendered is the task's
+        failure, as it would be in the `items` step (its outcome has no index), and another
+        try would not render it either."""
+        try:
+            return super().open_gate(context, builder)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    def execute(self, context: Any) -> Any:
+        ready = self.prepared(context)
+        if ready.error is not None:  # the task's failure, as in the `items` step (no index)
+            status, error, _ = classify(ready.error, self.spec.timeout, self.task_name)
+            self.report_failure(context, status, error)
+            raise AirflowFailException(f"{error.get('type')}: {error.get('message')}") from ready.error
+        return self.run_execution(context, context["ti"].map_index, self.input, push_success=False)

@@ -42,7 +42,7 @@ def render_output(output_map: Any, scope: dict[str, Any]) -> tuple[Any, str | No
 
 
 class WorkflowOutcomeOperator(AttuneOperator):
-    """Pushes the `workflow` XCom (status, tasks, vars, reasons), returns `output_map`.
+    """Pushes the `workflow` XCom (status, tasks, errors, vars, reasons), returns `output_map`.
 
     `workflow` is the plan being concluded; for a subworkflow, `plan`/`task_name` are the
     calling task's, and that task's outcome is pushed here too.
@@ -67,13 +67,13 @@ class WorkflowOutcomeOperator(AttuneOperator):
         try:
             builder = TaskScopeBuilder(self.workflow, context)
         except Exception as exc:  # noqa: BLE001 - bad parameters: the workflow fails
-            return self._conclude(context, {}, {}, [f"invalid parameters: {exc}"], None)
-        tasks, reasons = self._tasks(builder.outcomes)
+            return self._conclude(context, {}, {}, [f"invalid parameters: {exc}"], None, {})
+        tasks, errors, reasons = self._tasks(builder.outcomes)
         vars_ = dict(builder.vars_after(list(self.workflow.tasks)))
         output, output_problem = self._output(builder, vars_)
         if output_problem:
             reasons.append(output_problem)
-        return self._conclude(context, tasks, vars_, reasons, output)
+        return self._conclude(context, tasks, vars_, reasons, output, errors)
 
     def _check_started(self, context: Any) -> None:
         """A subworkflow whose input step was skipped or failed ends the same way."""
@@ -87,12 +87,18 @@ class WorkflowOutcomeOperator(AttuneOperator):
             raise AirflowFailException(f"subworkflow {self.workflow.ref} did not start: {early.error}")
 
     def _conclude(
-        self, context: Any, tasks: dict[str, str], vars_: dict[str, Any], reasons: list[str], output: Any
+        self,
+        context: Any,
+        tasks: dict[str, str],
+        vars_: dict[str, Any],
+        reasons: list[str],
+        output: Any,
+        errors: dict[str, Any],
     ) -> Any:
         """Push the workflow's outcome (one `workflow` XCom), report to the calling task,
         and end as the workflow did: failed, or returning the output (its return_value)."""
         status = FAILED if reasons else SUCCEEDED
-        report = {"status": status, "tasks": tasks, "vars": vars_, "reasons": reasons}
+        report = {"status": status, "tasks": tasks, "errors": errors, "vars": vars_, "reasons": reasons}
         context["ti"].xcom_push(key=WORKFLOW_KEY, value=redact_secrets(report))
         if self.workflow.parent is not None:
             self._report_to_parent(context, reasons, output)
@@ -111,13 +117,15 @@ class WorkflowOutcomeOperator(AttuneOperator):
         vars_ = builder.vars_before(self.task_name)
         self.finish(context, builder.scope(vars_), vars_, output)
 
-    def _tasks(self, outcomes: OutcomeReader) -> tuple[dict[str, str], list[str]]:
-        """Every task's status (by task id) and why the workflow failed, if it did.
+    def _tasks(self, outcomes: OutcomeReader) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+        """Every task's status and the error of each that has one (by task id), and why
+        the workflow failed, if it did.
 
         Airflow's state says enough for a task that succeeded and cannot have fired `fail`,
         or was skipped: only the others' outcomes are read (one call each).
         """
         tasks: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         reasons = []
         top_level = {task.name for task in self.workflow.workflow.tasks}
         for task in self.workflow.tasks.values():  # parallel members too, as `<group>.<member>`
@@ -127,13 +135,15 @@ class WorkflowOutcomeOperator(AttuneOperator):
                 continue
             outcome = outcomes[task.name]
             tasks[self.workflow.task_ids[task.name]] = outcome.status
+            if outcome.error:
+                errors[self.workflow.task_ids[task.name]] = outcome.error
             if task.name not in top_level:
                 continue  # a member's failure is its group's: the group's transitions handle it
             if "fail" in outcome.next:
                 reasons.append(f"task '{task.name}' reached 'fail'")
             elif outcome.status in (FAILED, TIMEOUT) and not handles(task, outcome.status):
                 reasons.append(f"task '{task.name}' {outcome.status} and no transition handles it")
-        return tasks, reasons
+        return tasks, errors, reasons
 
     def _output(self, builder: TaskScopeBuilder, vars_: dict[str, Any]) -> tuple[Any, str | None]:
         """The rendered `output_map` (null without one), checked against `output`."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, fired_targets
+from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT, fired_targets
 from attune_provider.dag_factory.plan import WorkflowPlan
 
 OUTCOME_KEY = "attune"
@@ -28,6 +28,12 @@ def pull(ti: Any, task_id: str, key: str = "return_value") -> Any:
     task skipped early).
     """
     return ti.xcom_pull(task_ids=task_id, key=key)
+
+
+def pull_all(ti: Any, task_id: str, key: str = "return_value") -> list[Any]:
+    """The XComs `key` of every instance of mapped task `task_id`, in map-index order (one
+    call; instances that pushed none are missing, as are results that were null)."""
+    return [value for value in ti.xcom_pull(task_ids=[task_id], key=key) if value is not None]
 
 
 @dataclass
@@ -58,6 +64,23 @@ class Outcome:
         if self.total_count is not None:
             view["total_count"] = self.total_count
         return view
+
+
+def combine(outcomes: list[Outcome], total: int, task: Any) -> Outcome:
+    """The one outcome of a with_items task from its executions' (in item order): failed
+    when any failed (timeout when all the failures timed out), with the results in order."""
+    results = [o.result for o in outcomes]
+    failed = [(i, o) for i, o in enumerate(outcomes) if o.status != SUCCEEDED]
+    if not failed:
+        return Outcome(SUCCEEDED, results, next=fired_targets(task, SUCCEEDED), total_count=total)
+    first_index, first = failed[0]
+    message = (
+        f"{len(failed)} of {len(outcomes)} executions failed; "
+        f"first, index {first_index}: {(first.error or {}).get('message', '')}"
+    )
+    status = TIMEOUT if all(o.status == TIMEOUT for _, o in failed) else FAILED
+    error = {"type": "ItemsFailed", "message": message, "index": first_index}
+    return Outcome(status, results, error, fired_targets(task, status), total_count=total)
 
 
 _AIRFLOW_TO_STATUS = {"success": SUCCEEDED, "failed": FAILED, "upstream_failed": FAILED}
@@ -93,25 +116,90 @@ class OutcomeReader(Mapping[str, Outcome]):
         """The outcomes of `names`; for more than two, one call for the run's task states
         first spares pulling the outcome of every task Airflow shows as skipped (a
         skipped task published nothing and fired nothing)."""
-        if len(names) > 2:
-            states = self._run_states()
-            for name in names:
-                if name not in self._cache and states.get(self._task_ids[name]) == "skipped":
-                    self._cache[name] = Outcome(SKIPPED)
+        self._skipped_by_state(names)
         return [self[name] for name in names]
 
+    def _skipped_by_state(self, names: list[str]) -> None:
+        if len(names) > 2:
+            for name in names:
+                if name not in self._cache and self.airflow_state(name) == "skipped":
+                    self._cache[name] = Outcome(SKIPPED)
+
     def airflow_state(self, name: str) -> str | None:
-        """Airflow's state of the task that reports `name`'s outcome (one call per reader)."""
-        state = self._run_states().get(self._task_ids[name])
+        """Airflow's state of the task that reports `name`'s outcome (one call per reader);
+        for a task mapped directly, the state all its instances share (else None)."""
+        states = self._run_states()
+        task_id = self._task_ids[name]
+        if name in self._plan.mapped_items:
+            found = {states.get(key) for key in self._instance_keys(name)}
+            state = found.pop() if len(found) == 1 else None
+        else:
+            state = states.get(task_id)
         return None if state is None else str(state)
 
+    def _instance_keys(self, name: str) -> list[str]:
+        """How Airflow's task-states call names the instances of a directly mapped task."""
+        return [f"{self._task_ids[name]}_{i}" for i in range(len(self._plan.mapped_items[name]))]
+
+    def routing(self, names: list[str]) -> list[Outcome]:
+        """What the gate needs of `names`: their status and the targets they fired. A
+        quiet success (`plan.quiet_successes`) is known from Airflow's state alone, its
+        result is not read."""
+        self._skipped_by_state(names)
+        return [
+            self._cache.get(name) or self._quiet_success(name, with_result=False) or self[name]
+            for name in names
+        ]
+
+    def _quiet_success(self, name: str, with_result: bool) -> Outcome | None:
+        if name not in self._plan.quiet_successes or self.airflow_state(name) != "success":
+            return None
+        result = pull(self._ti, self._task_ids[name]) if with_result else None
+        return Outcome(SUCCEEDED, result, next=fired_targets(self._plan.tasks[name], SUCCEEDED))
+
     def _pull(self, name: str) -> Outcome:
+        if name in self._plan.mapped_items:
+            return self._pull_mapped(name)
+        quiet = self._quiet_success(name, with_result=True)
+        if quiet is not None:
+            return quiet
         task_id = self._task_ids[name]
         value = pull(self._ti, task_id, OUTCOME_KEY)
         outcome = Outcome.from_xcom(value)
         if outcome is not None:
             return outcome
         return self._from_airflow_state(name, task_id)
+
+    def _pull_mapped(self, name: str) -> Outcome:
+        """The outcome of a with_items task mapped directly (`plan.mapped_items`): its
+        instances push an `attune` XCom only when they did not succeed, so a run where all
+        succeeded costs the states call and one read of their results."""
+        task_id, task = self._task_ids[name], self._plan.tasks[name]
+        executions = self._plan.mapped_items[name]
+        total = sum(len(e) for e in executions) if task.batch_size else len(executions)
+        states = self._run_states()
+        instance_states = [states.get(key) for key in self._instance_keys(name)]
+        if all(state == "skipped" for state in instance_states):
+            return Outcome(SKIPPED)
+        if all(state == "success" for state in instance_states):
+            results = pull_all(self._ti, task_id)
+            if len(results) != len(executions):  # some results were null: read them one by one
+                results = self._ti.xcom_pull(task_ids=task_id, map_indexes=list(range(len(executions))))
+            return Outcome(SUCCEEDED, results, next=fired_targets(task, SUCCEEDED), total_count=total)
+        reported = [o for o in map(Outcome.from_xcom, pull_all(self._ti, task_id, OUTCOME_KEY)) if o]
+        for early in reported:  # the gate or the input failed: the task's failure, not an item's
+            if early.index is None and early.status != SKIPPED:
+                return Outcome(early.status, None, early.error, fired_targets(task, early.status))
+        by_index = {o.index: o for o in reported}
+        outcomes = []
+        for index, state in enumerate(instance_states):
+            if state == "success":
+                result = self._ti.xcom_pull(task_ids=task_id, map_indexes=index)
+                outcomes.append(Outcome(SUCCEEDED, result))
+            else:
+                died = {"type": "TaskDied", "message": f"execution {index} ended {state}"}
+                outcomes.append(by_index.get(index) or Outcome(FAILED, error=died))
+        return combine(outcomes, total, task)
 
     def _from_airflow_state(self, name: str, task_id: str) -> Outcome:
         """A task that pushed nothing: skipped or never ran, or died (then it failed)."""

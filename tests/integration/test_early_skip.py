@@ -54,6 +54,26 @@ def test_a_branch_not_taken_never_starts(run: Callable[..., Any], tries: Callabl
     assert [t.state for t in tries(result, "a1")] == ["success"]
 
 
+def test_a_mapped_task_on_a_branch_not_taken_never_starts(
+    run: Callable[..., Any], tries: Callable[..., list[Try]]
+) -> None:
+    """A with_items task over a list written in the workflow is one mapped task whose
+    instances exist from the start of the run: they are skipped without starting too."""
+    result = run(
+        BRANCHES.replace(
+            "      - name: b2\n        action: core.noop\n",
+            "      - name: b2\n        action: core.echo\n"
+            "        with_items: [1, 2, 3]\n"
+            '        input: {message: "{{ item }}"}\n',
+        )
+    )
+    assert result.status == "succeeded"
+    assert result.tasks["b2"].status == "skipped" and result.tasks["join"].status == "succeeded"
+    assert result.output == {"join": "skipped"}
+    for index in range(3):
+        assert tries(result, "b2", index) == [], f"b2[{index}] started"
+
+
 FLAKY = """
     import pathlib
 

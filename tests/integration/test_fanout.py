@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from attune_provider.local_run import RunResult, resolve
 from tests.support import RECORD_ACTION, max_overlap, records
 
@@ -28,10 +30,25 @@ def run(n):
     return [f"item-{i}" for i in range(n)]
 """
 
+MAYBE_YAML = """
+name: maybe
+runner_type: python-script
+entry_point: maybe.py
+parameters:
+  value: {type: integer, required: true}
+"""
+
+MAYBE_PY = """
+def run(value):
+    return None if value % 2 == 0 else value * 10
+"""
+
 FILES = {
     **RECORD_ACTION,
     "actions/gen.yaml": GEN_YAML,
     "actions/gen.py": GEN_PY,
+    "actions/maybe.yaml": MAYBE_YAML,
+    "actions/maybe.py": MAYBE_PY,
 }
 Run = Callable[..., RunResult]
 
@@ -224,17 +241,27 @@ def test_not_a_list_fails_the_task(run: Run) -> None:
     assert "list" in result.tasks["each"].error["message"]
 
 
-def test_one_failing_item_fails_the_task_after_its_retries(run: Run, tmp_path: Path, tries: Callable) -> None:
+@pytest.mark.parametrize(
+    ("items", "instances"),
+    [("{{ [1, 2, 3] }}", "each"), ("{{ parameters.values }}", "each.run")],
+    ids=["list-in-workflow", "list-rendered-at-run"],
+)
+def test_one_failing_item_fails_the_task_after_its_retries(
+    run: Run, tmp_path: Path, tries: Callable, items: str, instances: str
+) -> None:
+    """Both forms of with_items (plan.mapped_items): one task mapped over a list written in
+    the workflow, and the `items` / `run` / `attune_outcome` group for any other list."""
     log = tmp_path / "log"
     result = run(
         """
         ref: t.wf
         parameters:
           log: {type: string}
+          values: {type: array, default: [1, 2, 3]}
         tasks:
           - name: each
             action: t.record
-            with_items: "{{ [1, 2, 3] }}"
+            with_items: "ITEMS"
             retry: {count: 1}
             input: {log: "{{ parameters.log }}", value: "{{ item }}", fail_on: [2]}
             on_success: won
@@ -244,13 +271,13 @@ def test_one_failing_item_fails_the_task_after_its_retries(run: Run, tmp_path: P
           - name: handler
             action: core.echo
             input: {message: "{{ task.each.error.message }}"}
-        """,
+        """.replace("ITEMS", items),
         files=FILES,
         params={"log": str(log)},
     )
     assert result.status == "succeeded"
     assert statuses(result) == {"each": "failed", "won": "skipped", "handler": "succeeded"}
-    assert [len(tries(result, "each.run", i)) for i in range(3)] == [1, 2, 1]
+    assert [len(tries(result, instances, i)) for i in range(3)] == [1, 2, 1]
     assert [r["value"] for r in records(log) if r["failed"]] == [2, 2]
     assert sorted(r["value"] for r in records(log) if not r["failed"]) == [1, 3]
     # the failure is reported once, by the one task instance that handles it
@@ -258,7 +285,7 @@ def test_one_failing_item_fails_the_task_after_its_retries(run: Run, tmp_path: P
     assert result.tasks["handler"].attempts == 1
     message = result.xcom("handler")["message"]
     assert result.tasks["each"].error["message"] == message
-    assert result.tasks["each"].attempts == 1 and result.tasks["each"].duration is not None
+    assert result.tasks["each"].attempts == 2 and result.tasks["each"].duration is not None  # item 1 retried
     assert "1 of 3" in message and "index 1" in message and "value 2 is refused" in message, message
 
 
@@ -326,7 +353,7 @@ def test_on_error_false_stops_an_items_retries(run: Run, tmp_path: Path, tries: 
         params={"log": str(log)},
     )
     assert result.tasks["each"].status == "failed"
-    assert [len(tries(result, "each.run", i)) for i in range(2)] == [3, 1]
+    assert [len(tries(result, "each", i)) for i in range(2)] == [3, 1]
     assert sorted(r["value"] for r in records(log)) == ["keep", "keep", "keep", "stop"]
 
 
@@ -351,8 +378,77 @@ def test_concurrency_compiles_to_max_active_tis_and_is_respected(run: Run, tmp_p
     spans = records(log)
     assert len(spans) == 6
     assert max_overlap(spans) <= 2
-    mapped = build_dag(resolve("t.wf", [tmp_path / "packs"])).get_task("each.run")
+    mapped = build_dag(resolve("t.wf", [tmp_path / "packs"])).get_task("each")
     assert mapped.max_active_tis_per_dagrun == 2
+
+
+def test_which_with_items_tasks_are_mapped_directly(tmp_path: Path) -> None:
+    """A list written in the workflow, without publish or decision: one mapped task named
+    after the Attune task (as a hand-written DAG would have); otherwise the group."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from attune_provider.dag_factory.compiler import build_dag
+    from tests.support import write_pack
+
+    workflow = """
+        ref: t.wf
+        parameters:
+          names: {type: array, default: [a]}
+        tasks:
+          - name: written
+            action: core.echo
+            with_items: [a, {b: 1}, "{{ 'c' | upper }}"]
+            batch_size: 2
+            input: {message: "{{ item }}"}
+          - name: rendered
+            action: core.echo
+            with_items: "{{ parameters.names }}"
+            input: {message: "{{ item }}"}
+          - name: published
+            action: core.echo
+            with_items: "{{ [1, 2] }}"
+            input: {message: "{{ item }}"}
+            publish: [{n: "{{ task.published.result | length }}"}]
+          - name: empty
+            action: core.echo
+            with_items: "{{ [] }}"
+            input: {message: "{{ item }}"}
+        """
+    write_pack(tmp_path / "packs", "t", {"workflows/wf.yaml": workflow, **FILES})
+    plan = resolve("t.wf", [tmp_path / "packs"])
+    assert plan.mapped_items == {"written": [["a", {"b": 1}], ["C"]]}
+    dag = build_dag(plan)
+    written = dag.get_task("written")
+    assert isinstance(written, MappedOperator) and written.expand_input.value == {
+        "item": [["a", {"b": 1}], ["C"]]
+    }
+    for name in ("rendered", "published", "empty"):
+        assert {f"{name}.items", f"{name}.run", f"{name}.attune_outcome"} <= set(dag.task_ids), name
+
+
+def test_results_of_a_list_in_the_workflow_keep_their_place(run: Run, tries: Callable) -> None:
+    """Executions that return null push no XCom: the results still line up with the items."""
+    result = run(
+        """
+        ref: t.wf
+        tasks:
+          - name: each
+            action: t.maybe
+            with_items: "{{ [1, 2, 3, 4, 5] }}"
+            input: {value: "{{ item }}"}
+            on_success: after
+          - name: after
+            action: core.echo
+            input: {message: "{{ task.each.result }} of {{ task.each.total_count }}"}
+        output_map: {result: "{{ task.each.result }}", after: "{{ task.after.result.message }}"}
+        """,
+        files=FILES,
+    )
+    assert result.status == "succeeded"
+    assert statuses(result) == {"each": "succeeded", "after": "succeeded"}
+    assert result.output == {"result": [10, None, 30, None, 50], "after": "[10, None, 30, None, 50] of 5"}
+    assert [t.state for i in range(5) for t in tries(result, "each", i)] == ["success"] * 5
+    assert result.xcom("each", "attune") is None  # successes push only their result
 
 
 def test_publish_and_decision_on_a_with_items_task(run: Run) -> None:

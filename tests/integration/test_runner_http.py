@@ -105,7 +105,11 @@ def test_http_requests(run: Callable[..., Any], server: str, monkeypatch: pytest
                   "extra": {"X-From-Connection": "yes"}}
     monkeypatch.setenv("AIRFLOW_CONN_ATTUNE_TEST", json.dumps(connection))
     result = run(workflow(server))
-    outcomes = {name: result.xcom(name, "attune") for name, _ in CALLS}
+    # a success pushes only its result (return_value); anything else its `attune` outcome
+    outcomes = {
+        name: result.xcom(name, "attune") or {"status": "succeeded", "result": result.xcom(name)}
+        for name, _ in CALLS
+    }
     statuses = {name: outcome["status"] for name, outcome in outcomes.items()}
     assert statuses == {
         "get_json": "succeeded", "get_text": "succeeded", "post_json": "succeeded", "put_text": "succeeded",

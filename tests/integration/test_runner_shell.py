@@ -114,7 +114,7 @@ def test_parameters_reach_the_child_as_environment_variables(
         files=ACTIONS,
     )
     assert result.status == "succeeded", result.tasks
-    shown = result.xcom("show", "attune")["result"]
+    shown = result.xcom("show")
     assert shown["stdout"].splitlines() == [
         "ATTUNE_PARAM_COUNT=3",
         "ATTUNE_PARAM_ENABLED=false",
@@ -122,12 +122,12 @@ def test_parameters_reach_the_child_as_environment_variables(
         'ATTUNE_PARAM_OPTIONS={"nested": {"x": null}}',
         'ATTUNE_PARAM_TAGS=["a", 1]',
     ]
-    assert result.xcom("local", "attune")["result"] == {
+    assert result.xcom("local") == {
         "stdout": f"hi from {tmp_path}\nno cmd var",
         "stderr": "",
         "return_code": 0,
     }
-    assert result.xcom("script", "attune")["result"] == {
+    assert result.xcom("script") == {
         "stdout": "hello world x2 in actions",
         "stderr": "to stderr",
         "return_code": 0,

@@ -136,10 +136,12 @@ PACK_FILES = {
     """,
     "workflows/big.yaml": """
         ref: live.big
+        parameters:  # a list known only at run time: the `items` / `run` / `attune_outcome` form
+          count: {type: integer, default: 1000}
         tasks:
           - name: each
             action: live.size
-            with_items: "{{ range(1000) | list }}"
+            with_items: "{{ range(parameters.count) | list }}"
             batch_size: 25
             input: {batch: "{{ item }}"}
         output_map:

@@ -175,7 +175,7 @@ def test_secrets_are_masked_everywhere(airflow_db: None, packs_dir: Path, mode: 
     )
     assert_clean("\n".join(rendered), "the rendered_task_instance_fields table")
     assert any(row.startswith("use ") and '"CFG": "***"' in row for row in rendered), rendered
-    assert any(row.startswith("each.run 1 ") and "2:***" in row for row in rendered), rendered
+    assert any(row.startswith("each 1 ") and "2:***" in row for row in rendered), rendered
 
 
 CONFIG_WORKFLOW = """
@@ -205,11 +205,11 @@ def test_pack_config_is_defaults_overridden_by_the_variable_and_validated(
     if variable is not None:
         monkeypatch.setenv("AIRFLOW_VAR_ATTUNE_PACK_CONFIG__T", variable)
     result = run(CONFIG_WORKFLOW, files={"config.yaml": CONFIG})
-    outcome = result.xcom("read", "attune")
-    assert outcome["status"] == expected["status"]
+    read = result.tasks["read"]
+    assert read.status == expected["status"]
     if "message" in expected:
-        assert outcome["result"] == {"message": expected["message"]}
+        assert result.xcom("read") == {"message": expected["message"]}
     else:
-        assert outcome["error"]["type"] == "TemplateRenderError"
-        assert expected["error"] in outcome["error"]["message"]
-        assert "invalid configuration of pack 't'" in outcome["error"]["message"]
+        assert read.error is not None and read.error["type"] == "TemplateRenderError"
+        assert expected["error"] in read.error["message"]
+        assert "invalid configuration of pack 't'" in read.error["message"]
