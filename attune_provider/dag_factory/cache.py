@@ -32,9 +32,8 @@ import pickle
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from attune_provider.dag_factory.source import LoadedYaml, Problem, load_yaml_text
 
@@ -100,8 +99,7 @@ def _name(*parts: object) -> str:
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:40]
 
 
-@dataclass(frozen=True)
-class Parsed:
+class Parsed(NamedTuple):
     """What the loader made of one file: its value (a model, a schema or None) and problems."""
 
     value: Any
@@ -270,12 +268,14 @@ def validation_inputs(catalog: Catalog, max_depth: int) -> Iterator[object]:
 class Findings(Protocol):
     """What `build_dags` reads of a validation report (`validator.Report` has it too)."""
 
-    problems: list[Problem]
-    invalid_workflows: dict[str, list[Problem]]
+    @property
+    def problems(self) -> list[Problem]: ...
+
+    @property
+    def invalid_workflows(self) -> dict[str, list[Problem]]: ...
 
 
-@dataclass
-class StoredReport:
+class StoredReport(NamedTuple):
     """A `validator.Report` read back from the cache: the same problems, kept as plain data
     so that a warm parse never imports the validator (and what it imports)."""
 

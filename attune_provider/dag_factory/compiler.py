@@ -9,9 +9,8 @@ state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.sdk import DAG, Param, TaskGroup
 from airflow.sdk.definitions.param import NOTSET
@@ -20,8 +19,7 @@ from attune_provider.dag_factory.plan import GROUP_OUTCOME, WorkflowPlan
 from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Task, Workflow, nullable
 
 
-@dataclass
-class Node:
+class Node(NamedTuple):
     """A compiled Attune task: where inbound edges attach, and where its outcome is."""
 
     heads: list[Any]

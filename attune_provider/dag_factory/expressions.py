@@ -10,8 +10,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from jinja2 import meta, nodes
@@ -280,8 +279,7 @@ def truthy(value: Any) -> bool:
 # --- static analysis -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A name a template reads from its scope, e.g. `task.t1.result.id`."""
 
     scope: str
@@ -290,8 +288,7 @@ class Reference:
     line: int
 
 
-@dataclass(frozen=True)
-class TemplateIssue:
+class TemplateIssue(NamedTuple):
     """A problem found in a template without rendering it."""
 
     message: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 from attune_provider.dag_factory.spec import RESERVED_TARGETS, Task
 
@@ -16,14 +17,14 @@ SUCCEEDED, FAILED, TIMEOUT, SKIPPED = "succeeded", "failed", "timeout", "skipped
 OUTCOMES = (SUCCEEDED, FAILED, TIMEOUT, SKIPPED)
 
 
-@dataclass(frozen=True)
-class Edge:
-    """One transition: `source` names `target` under `key` (on_success, decision, ...)."""
+class Edge(NamedTuple):
+    """One transition: `source` names `target` under `key` (on_success, decision, ...), as
+    its `position`-th entry there."""
 
     source: str
     target: str
     key: str
-    index: int
+    position: int
 
 
 @dataclass

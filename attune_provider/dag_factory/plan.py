@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from attune_provider.dag_factory.expressions import NotConstant, constant
 from attune_provider.dag_factory.graph import Graph
@@ -21,8 +21,7 @@ from attune_provider.dag_factory.loader import Catalog, WorkflowEntry
 from attune_provider.dag_factory.spec import Task, Workflow, parameters_schema, secret_names
 
 
-@dataclass(frozen=True)
-class ActionPlan:
+class ActionPlan(NamedTuple):
     """The action a task calls: how to run it and what input it accepts."""
 
     ref: str

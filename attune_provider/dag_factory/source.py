@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -23,8 +22,7 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True, order=True, slots=True)  # slots: one per YAML node is kept
-class Location:
+class Location(NamedTuple):
     """A 1-based position in a source file."""
 
     file: str
@@ -34,19 +32,13 @@ class Location:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
-    def __reduce__(self) -> tuple[type[Location], tuple[str, int, int]]:
-        """Pickle as a constructor call: the dataclass default for slots looks up the
-        fields for every object, most of the time of unpickling a cached workflow."""
-        return (Location, (self.file, self.line, self.col))
-
 
 class Severity(str, enum.Enum):
     ERROR = "error"
     WARNING = "warning"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One finding of the loader or validator, printed like a compiler diagnostic."""
 
     location: Location
@@ -155,8 +147,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int, depth: int
     return size
 
 
-@dataclass
-class LoadedYaml:
+class LoadedYaml(NamedTuple):
     """The result of reading one YAML file: its data, or the problems that stopped it."""
 
     data: Any

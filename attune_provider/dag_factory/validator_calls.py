@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from attune_provider.dag_factory.loader import YAML_SUFFIXES, Catalog, WorkflowEntry
 from attune_provider.dag_factory.source import Problem, key_location, load_yaml_file
@@ -26,16 +26,14 @@ from attune_provider.dag_factory.validator_workflow import (
 )
 
 
-@dataclass(frozen=True)
-class Broken:
+class Broken(NamedTuple):
     """An action or workflow file with errors: calls to it cannot work."""
 
     kind: str  # "action" or "workflow"
     file: str  # its display path
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """A task of a workflow that runs a subworkflow."""
 
     task: Task

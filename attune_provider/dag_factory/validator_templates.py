@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2.defaults import DEFAULT_NAMESPACE
 
@@ -26,8 +26,7 @@ PACK_NAMES = ("config", "ref")
 KV_FUNCTIONS = ("get", "get_secret")
 
 
-@dataclass(frozen=True)
-class Site:
+class Site(NamedTuple):
     """One place of a workflow that holds templates: a value below `owner` at `path`."""
 
     owner: Node

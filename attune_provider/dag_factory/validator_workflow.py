@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from attune_provider.dag_factory.graph import Graph
 from attune_provider.dag_factory.source import Location, Problem, Severity
@@ -41,8 +41,7 @@ def warning(location: Location, message: str) -> Problem:
     return Problem(location, message, Severity.WARNING)
 
 
-@dataclass(frozen=True)
-class Placed:
+class Placed(NamedTuple):
     """A task and the parallel group holding it (None for a top-level task)."""
 
     task: Task
@@ -200,7 +199,7 @@ def check_graph(workflow: Workflow) -> list[Problem]:
         names = " -> ".join([edge.source for edge in cycle] + [cycle[-1].target])
         closing = cycle[-1]
         problems.append(
-            error(graph.tasks[closing.source].target_loc(closing.key, closing.index), f"cycle: {names}")
+            error(graph.tasks[closing.source].target_loc(closing.key, closing.position), f"cycle: {names}")
         )
     if not graph.entries:
         message = "workflow has no entry task: every task is the target of a transition"

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
@@ -230,8 +229,7 @@ class AttuneOperator(BaseOperator):
             self.settle(context, targets)
 
 
-@dataclass
-class Prepared:
+class Prepared(NamedTuple):
     """What `RendersInput.render_template_fields` worked out for `execute`."""
 
     scope: dict[str, Any]
