@@ -7,9 +7,8 @@ Nothing here imports Airflow.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Literal, get_args
 
 import pydantic
@@ -299,14 +298,20 @@ def _data_path(data: Any, loc: tuple[Any, ...], keep_last: bool) -> list[Any]:
     return path
 
 
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest option, or an empty string."""
+    import difflib  # only when suggesting a name: a parse without errors does not pay for it
+
+    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _describe(error: Any, path: list[Any], root: type[BaseModel]) -> str:
     dotted = ".".join(str(p) for p in path) or "document"
     if error["type"] == "extra_forbidden":
         key = str(path[-1])
         options = _field_names(_model_for_path(root, tuple(path)))
-        close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown key '{key}'{hint}"
+        return f"unknown key '{key}'{did_you_mean(key, options)}"
     if error["type"] == "missing":
         return f"missing required key '{dotted}'"
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -15,11 +15,16 @@ from typing import Any, NamedTuple
 
 from attune_provider.dag_factory.loader import YAML_SUFFIXES, Catalog, WorkflowEntry
 from attune_provider.dag_factory.source import Problem, key_location, load_yaml_file
-from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Task, Workflow
+from attune_provider.dag_factory.spec import (
+    OUTCOME_TASK_ID,
+    SUBWORKFLOW_INPUT_ID,
+    Task,
+    Workflow,
+    did_you_mean,
+)
 from attune_provider.dag_factory.validator_workflow import (
     MAX_AIRFLOW_ID,
     Placed,
-    did_you_mean,
     error,
     walk_tasks,
     warning,

@@ -15,8 +15,8 @@ from jinja2.defaults import DEFAULT_NAMESPACE
 
 from attune_provider.dag_factory.expressions import Reference, analyse, template_strings
 from attune_provider.dag_factory.source import Location, Problem
-from attune_provider.dag_factory.spec import Node, Task, Workflow
-from attune_provider.dag_factory.validator_workflow import did_you_mean, error, task_names, walk_tasks
+from attune_provider.dag_factory.spec import Node, Task, Workflow, did_you_mean
+from attune_provider.dag_factory.validator_workflow import error, task_names, walk_tasks
 
 SCOPES = ("parameters", "vars", "task", "pack", "system", "kv", "item", "index")
 JINJA_GLOBALS = frozenset(DEFAULT_NAMESPACE)

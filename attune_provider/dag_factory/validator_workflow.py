@@ -6,7 +6,6 @@ offending value. Nothing here imports Airflow.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -19,18 +18,13 @@ from attune_provider.dag_factory.spec import (
     SUBWORKFLOW_INPUT_ID,
     Task,
     Workflow,
+    did_you_mean,
 )
 
 RESERVED_TASK_NAMES = RESERVED_TARGETS | {OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID}
 MAX_AIRFLOW_ID = 250  # Airflow's limit for a dag_id or task_id
 MAX_TASK_NAME = 200  # leaves room for the TaskGroup prefix of a group or subworkflow task
 TRANSITION_KEYS = ("on_success", "on_failure", "on_complete", "on_timeout", "decision")
-
-
-def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` for the closest option, or an empty string."""
-    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def error(location: Location, message: str) -> Problem:
