@@ -1,9 +1,11 @@
 """How tasks tell each other what happened: one `attune` XCom per task.
 
-Every task pushes an `Outcome` (status, result, error, the targets it fired, what it
+A task pushes an `Outcome` (status, result, error, the targets it fired, what it
 published, when it ended). Downstream tasks read those to decide whether they were
-routed to, to build `vars` and the `task.<name>` template scope. A task that died
-without pushing is read from Airflow's own recorded state.
+routed to, to build `vars` and the `task.<name>` template scope. Two kinds of task say
+less: a quiet success (`plan.quiet_successes`) is read from Airflow's `success` state and
+its return value, and a with_items task mapped directly (`plan.mapped_items`) from its
+instances. A task that died without pushing is read from Airflow's own recorded state.
 """
 
 from __future__ import annotations
