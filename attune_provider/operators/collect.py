@@ -42,9 +42,10 @@ class GroupOutcomeOperator(AttuneOperator):
             raise GroupFailed(
                 f"{error.get('type') if error else ''}: {error.get('message') if error else ''}"
             )
-        # a group's publish and decision see what its members published
+        # a group's publish and decision see what its members published; a with_items
+        # member of a parallel group starts from its group's upstream (`gate_name`)
         members = [member.name for member in self.spec.tasks]
-        vars_ = builder.vars_after([*self.plan.graph.ancestors(self.task_name), *members])
+        vars_ = builder.vars_after([*self.plan.graph.ancestors(self.gate_name), *members])
         self.finish(context, builder.scope(vars_), vars_, result, **extra)
         return redact_secrets(result)
 

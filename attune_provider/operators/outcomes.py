@@ -85,6 +85,7 @@ def combine(outcomes: list[Outcome], total: int, task: Any) -> Outcome:
     return Outcome(status, results, error, fired_targets(task, status), total_count=total)
 
 
+_FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 _AIRFLOW_TO_STATUS = {"success": SUCCEEDED, "failed": FAILED, "upstream_failed": FAILED}
 
 
@@ -181,8 +182,8 @@ class OutcomeReader(Mapping[str, Outcome]):
         total = sum(len(e) for e in executions) if task.batch_size else len(executions)
         states = self._run_states()
         instance_states = [states.get(key) for key in self._instance_keys(name)]
-        if all(state == "skipped" for state in instance_states):
-            return Outcome(SKIPPED)
+        if all(state == "skipped" for state in instance_states) or not _FINISHED.issuperset(instance_states):
+            return Outcome(SKIPPED)  # as a task that has not ended reads (one that is not upstream)
         if all(state == "success" for state in instance_states):
             results = pull_all(self._ti, task_id)
             if len(results) != len(executions):  # some results were null: read them one by one

@@ -562,6 +562,48 @@ def test_parallel_group_success(run: Run, tmp_path: Path) -> None:
     assert result.xcom("group.left") == {"value": "L"}
 
 
+@pytest.mark.parametrize(
+    "items", ["[1, 2]", '"{{ vars.items }}"'], ids=["list-in-workflow", "list-from-vars"]
+)
+def test_with_items_member_of_a_parallel_group(run: Run, items: str) -> None:
+    """In both forms; the group form's outcome step used to look its member up in the
+    workflow's graph, which holds only top-level tasks, and failed with every item done."""
+    result = run(
+        """
+        ref: t.wf
+        vars:
+          items: [1, 2]
+        tasks:
+          - name: grp
+            type: parallel
+            tasks:
+              - name: each
+                action: core.echo
+                with_items: ITEMS
+                input: {message: "{{ item }}"}
+              - name: other
+                action: core.noop
+            on_success: after
+            on_failure: bad
+          - name: after
+            action: core.echo
+            input: {message: "{{ task.each.result | length }} of {{ task.each.total_count }}"}
+          - name: bad
+            action: core.noop
+        output_map: {result: "{{ task.each.result }}", after: "{{ task.after.result.message }}"}
+        """.replace("ITEMS", items)
+    )
+    assert result.status == "succeeded"
+    assert statuses(result) == {
+        "grp": "succeeded",
+        "grp.each": "succeeded",
+        "grp.other": "succeeded",
+        "after": "succeeded",
+        "bad": "skipped",
+    }
+    assert result.output == {"result": [{"message": 1}, {"message": 2}], "after": "2 of 2"}
+
+
 def test_parallel_group_fails_when_a_member_fails(run: Run, tmp_path: Path) -> None:
     result = run(PARALLEL, files=FILES, params={"log": str(tmp_path / "log"), "refuse": ["R"]})
     assert result.status == "succeeded"  # handled by the group's on_failure
