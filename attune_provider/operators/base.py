@@ -197,10 +197,7 @@ class AttuneOperator(BaseOperator):
         targets = fired_targets(self.spec, SUCCEEDED, chosen)
         attempts = context["ti"].try_number
         outcome = Outcome(SUCCEEDED, result, None, targets, published, time.time(), attempts, **extra)
-        if (
-            self.task_name not in self.plan.quiet_successes
-            or self.task_id != self.plan.outcome_ids[self.task_name]
-        ):
+        if self.task_name not in self.plan.quiet_successes:
             self.push(context, outcome)
         if published:
             context["ti"].xcom_push(key="vars", value=redact_secrets(current))

@@ -14,7 +14,7 @@ execution.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import (
     AirflowException,
@@ -94,29 +94,28 @@ class ExecutionMixin(ActionRunMixin, AttuneOperator):
 
     ui_color = "#d5e6f7"
 
-    def failed_input(self, context: Any, index: int, exc: BaseException) -> Any:
-        """This execution's input could not be rendered: it fails without running."""
-        status, error, result = classify(exc, self.spec.timeout, self.task_name)
-        self.push(context, Outcome(status, result, error, attempts=context["ti"].try_number, index=index))
-        raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
-
     def run_execution(self, context: Any, index: int, raw_input: Any, push_success: bool) -> Any:
         """Run the action; a failure pushes this execution's outcome (with its index) and
         fails the instance, so that it keeps its own retries."""
         try:
             result = self.call_action(self.plan.actions.get(self.task_name), raw_input, self.spec.timeout)
         except FAILURES as exc:
-            status, error, result = classify(exc, self.spec.timeout, self.task_name)
-            own = {"status": status, "result": result, "error": error}
-            if self.spec.retry is not None and self.spec.retry.on_error is not None:
-                self.error_scope = own_scope(self.scope_builder(context).scope({}), self.task_name, own)
-            self.push(context, Outcome(status, result, error, attempts=context["ti"].try_number, index=index))
-            if isinstance(exc, AirflowTaskTimeout):
-                raise
-            raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
+            self.execution_failed(context, index, exc)
         if push_success:
             self.push(context, Outcome(SUCCEEDED, result, attempts=context["ti"].try_number, index=index))
         return redact_secrets(result)
+
+    def execution_failed(self, context: Any, index: int, exc: BaseException) -> NoReturn:
+        """This execution failed (its action, or re-rendering its input): push its outcome
+        with its index, keep its error for `retry.on_error`, and fail the instance."""
+        status, error, result = classify(exc, self.spec.timeout, self.task_name)
+        own = {"status": status, "result": result, "error": error}
+        if self.spec.retry is not None and self.spec.retry.on_error is not None:
+            self.error_scope = own_scope(self.scope_builder(context).scope({}), self.task_name, own)
+        self.push(context, Outcome(status, result, error, attempts=context["ti"].try_number, index=index))
+        if isinstance(exc, AirflowTaskTimeout):
+            raise exc
+        raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
 
 
 class ItemOperator(ExecutionMixin):
@@ -133,7 +132,7 @@ class ItemOperator(ExecutionMixin):
         try:
             raw_input = self._input_again(context, index) if self.call.get("render") else self.call["input"]
         except FAILURES as exc:
-            return self.failed_input(context, index, exc)
+            self.execution_failed(context, index, exc)
         return self.run_execution(context, index, raw_input, push_success=True)
 
     def _input_again(self, context: Any, index: int) -> Any:
@@ -154,8 +153,6 @@ class MappedItemOperator(ExecutionMixin, RendersInput):
     A failure of the action carries the execution's index; a `when`, initial var or input
     that cannot be rendered is the task's failure (no index), as in the `items` step.
     """
-
-    ui_color = "#d5e6f7"
 
     def __init__(self, *, item: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -131,18 +131,18 @@ class OutcomeReader(Mapping[str, Outcome]):
     def airflow_state(self, name: str) -> str | None:
         """Airflow's state of the task that reports `name`'s outcome (one call per reader);
         for a task mapped directly, the state all its instances share (else None)."""
-        states = self._run_states()
-        task_id = self._task_ids[name]
         if name in self._plan.mapped_items:
-            found = {states.get(key) for key in self._instance_keys(name)}
+            found = set(self._instance_states(name))
             state = found.pop() if len(found) == 1 else None
         else:
-            state = states.get(task_id)
+            state = self._run_states().get(self._task_ids[name])
         return None if state is None else str(state)
 
-    def _instance_keys(self, name: str) -> list[str]:
-        """How Airflow's task-states call names the instances of a directly mapped task."""
-        return [f"{self._task_ids[name]}_{i}" for i in range(len(self._plan.mapped_items[name]))]
+    def _instance_states(self, name: str) -> list[Any]:
+        """Airflow's states of the instances of a directly mapped task, in map-index order
+        (its task-states call names them `<task_id>_<map_index>`)."""
+        states, task_id = self._run_states(), self._task_ids[name]
+        return [states.get(f"{task_id}_{i}") for i in range(len(self._plan.mapped_items[name]))]
 
     def routing(self, names: list[str]) -> list[Outcome]:
         """What the gate needs of `names`: their status and the targets they fired. A
@@ -180,8 +180,7 @@ class OutcomeReader(Mapping[str, Outcome]):
         task_id, task = self._task_ids[name], self._plan.tasks[name]
         executions = self._plan.mapped_items[name]
         total = sum(len(e) for e in executions) if task.batch_size else len(executions)
-        states = self._run_states()
-        instance_states = [states.get(key) for key in self._instance_keys(name)]
+        instance_states = self._instance_states(name)
         if all(state == "skipped" for state in instance_states) or not _FINISHED.issuperset(instance_states):
             return Outcome(SKIPPED)  # as a task that has not ended reads (one that is not upstream)
         if all(state == "success" for state in instance_states):
