@@ -7,7 +7,6 @@ the task runtime (who may route to whom, which targets an outcome fires).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
@@ -27,12 +26,12 @@ class Edge(NamedTuple):
     position: int
 
 
-@dataclass
 class Graph:
     """The tasks of one scope (a workflow, or a parallel group's members) and their edges."""
 
-    tasks: dict[str, Task]
-    edges: list[Edge] = field(default_factory=list)
+    def __init__(self, tasks: dict[str, Task]) -> None:
+        self.tasks = tasks
+        self.edges: list[Edge] = []
 
     @classmethod
     def build(cls, tasks: Sequence[Task]) -> Graph:

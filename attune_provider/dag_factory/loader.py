@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from attune_provider.dag_factory.cache import FileCache
 from attune_provider.dag_factory.source import (
@@ -43,23 +42,27 @@ def display_path(path: Path) -> str:
     return text
 
 
-@dataclass
 class PackEntry:
     """One pack directory: its metadata, config schema and the files found in it."""
 
-    directory: Path
-    display: str
-    meta: Pack | None = None
-    config_schema: dict[str, Any] | None = None
-    config_location: Location | None = None
+    __slots__ = ("directory", "display", "meta", "config_schema", "config_location")
+
+    def __init__(self, directory: Path, display: str, meta: Pack | None = None) -> None:
+        self.directory = directory
+        self.display = display
+        self.meta = meta
+        self.config_schema: dict[str, Any] | None = None
+        self.config_location: Location | None = None
+
+    def __repr__(self) -> str:
+        return f"PackEntry({self.display!r})"
 
     @property
     def ref(self) -> str:
         return self.meta.ref if self.meta else self.directory.name
 
 
-@dataclass
-class ActionEntry:
+class ActionEntry(NamedTuple):
     ref: str
     pack: PackEntry
     action: Action
@@ -67,8 +70,7 @@ class ActionEntry:
     display: str
 
 
-@dataclass
-class WorkflowEntry:
+class WorkflowEntry(NamedTuple):
     ref: str
     pack: PackEntry
     workflow: Workflow
@@ -79,17 +81,19 @@ class WorkflowEntry:
 _E = TypeVar("_E", ActionEntry, WorkflowEntry)
 
 
-@dataclass
 class Catalog:
     """Everything found on the packs path, with the problems of each file."""
 
-    packs: dict[str, PackEntry] = field(default_factory=dict)
-    actions: dict[str, ActionEntry] = field(default_factory=dict)
-    workflows: dict[str, WorkflowEntry] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    cache: FileCache | None = field(default=None, repr=False, compare=False)
-    sources: dict[str, str] = field(default_factory=dict)  # display -> SHA-256 (when cached)
+    __slots__ = ("packs", "actions", "workflows", "problems", "max_file_bytes", "cache", "sources")
+
+    def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, cache: FileCache | None = None) -> None:
+        self.packs: dict[str, PackEntry] = {}
+        self.actions: dict[str, ActionEntry] = {}
+        self.workflows: dict[str, WorkflowEntry] = {}
+        self.problems: list[Problem] = []
+        self.max_file_bytes = max_file_bytes
+        self.cache = cache
+        self.sources: dict[str, str] = {}  # display -> SHA-256 (when cached)
 
     def add_problem(self, location: Location, message: str, severity: Severity = Severity.ERROR) -> None:
         self.problems.append(Problem(location, message, severity))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -54,7 +53,6 @@ def _plain_data(value: Any) -> bool:
     return isinstance(value, _PLAIN_TYPES)
 
 
-@dataclass
 class WorkflowPlan:
     """One workflow resolved against its catalog, ready to compile or run.
 
@@ -62,17 +60,24 @@ class WorkflowPlan:
     tasks live under (`deploy.`), `parent` the calling task's plan and name.
     """
 
-    ref: str
-    workflow: Workflow
-    file: str
-    pack: str
-    pack_dir: Path
-    config_schema: dict[str, Any] | None
-    actions: dict[str, ActionPlan] = field(default_factory=dict)
-    prefix: str = ""
-    parent: tuple[WorkflowPlan, str] | None = None
-    children: dict[str, WorkflowPlan] = field(default_factory=dict)
-    digest: str = ""
+    def __init__(
+        self,
+        entry: WorkflowEntry,
+        prefix: str = "",
+        parent: tuple[WorkflowPlan, str] | None = None,
+    ) -> None:
+        self.ref = entry.ref
+        self.workflow: Workflow = entry.workflow
+        self.file = entry.display
+        self.pack = entry.pack.ref
+        self.pack_dir = entry.pack.directory
+        self.config_schema = entry.pack.config_schema
+        self.actions: dict[str, ActionPlan] = {}
+        self.prefix = prefix
+        self.parent = parent
+        self.children: dict[str, WorkflowPlan] = {}
+        model = entry.workflow.model_dump_json().encode()
+        self.digest = hashlib.sha1(model, usedforsecurity=False).hexdigest()[:12]
 
     def __str__(self) -> str:
         """Stable text for Airflow's serializer (a mapped task's partial kwargs)."""
@@ -229,19 +234,7 @@ def build_plan(
 
     Validation has already rejected recursion, so planning children terminates.
     """
-    plan = WorkflowPlan(
-        ref=entry.ref,
-        workflow=entry.workflow,
-        file=entry.display,
-        pack=entry.pack.ref,
-        pack_dir=entry.pack.directory,
-        config_schema=entry.pack.config_schema,
-        prefix=prefix,
-        parent=parent,
-        digest=hashlib.sha1(entry.workflow.model_dump_json().encode(), usedforsecurity=False).hexdigest()[
-            :12
-        ],
-    )
+    plan = WorkflowPlan(entry, prefix, parent)
     for name, task in plan.tasks.items():
         if task.action:
             action = _action_plan(task.action, catalog)

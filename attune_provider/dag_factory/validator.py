@@ -17,8 +17,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
@@ -49,12 +48,11 @@ ENTRY_POINT_RUNNERS = ("python-script", "local-shell-script")
 INLINE_KEYWORDS = ("required", "secret")  # Attune's additions to a property's JSON-Schema
 
 
-@dataclass
-class Report:
+class Report(NamedTuple):
     """Every problem found, and the workflows that cannot be used because of errors."""
 
-    problems: list[Problem] = field(default_factory=list)
-    invalid_workflows: dict[str, list[Problem]] = field(default_factory=dict)
+    problems: list[Problem]
+    invalid_workflows: dict[str, list[Problem]]
 
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.is_error]

@@ -9,7 +9,6 @@ broken action or an invalid subworkflow is invalid too.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -265,17 +264,17 @@ def check_id_lengths(catalog: Catalog) -> list[Problem]:
     return problems
 
 
-@dataclass
 class Cascade:
     """Marks invalid the workflows of a pack whose config.yaml is invalid, and the callers of
     invalid subworkflows, from the bottom up."""
 
-    catalog: Catalog
-    calls: Calls
-    bad_files: set[str]
-    problems: list[Problem] = field(default_factory=list)
-    _state: dict[str, bool] = field(default_factory=dict)
-    _stack: set[str] = field(default_factory=set)
+    def __init__(self, catalog: Catalog, calls: Calls, bad_files: set[str]) -> None:
+        self.catalog = catalog
+        self.calls = calls
+        self.bad_files = bad_files
+        self.problems: list[Problem] = []
+        self._state: dict[str, bool] = {}
+        self._stack: set[str] = set()
 
     def invalid(self, ref: str) -> bool:
         if ref in self._state:

@@ -8,7 +8,6 @@ workflow declares. Problems point at the line of the template inside the YAML fi
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from jinja2.defaults import DEFAULT_NAMESPACE
@@ -36,8 +35,7 @@ class Site(NamedTuple):
     own_items: bool = False  # the `with_items` template of a task itself
 
 
-@dataclass
-class TemplateContext:
+class TemplateContext(NamedTuple):
     """What the templates of one workflow may refer to."""
 
     lines: Sequence[str]  # the workflow file's text, to place multi-line templates

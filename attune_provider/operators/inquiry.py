@@ -23,8 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.definitions.param import Param, ParamsDict
@@ -85,8 +84,7 @@ def form_fields(schema: dict[str, Any]) -> ParamsDict:
     return ParamsDict(fields)
 
 
-@dataclass
-class Question:
+class Question(NamedTuple):
     prompt: str
     schema: dict[str, Any]
     auto_answer: dict[str, Any] | None = None

@@ -11,7 +11,6 @@ instances. A task that died without pushing is read from Airflow's own recorded 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT, fired_targets
@@ -38,27 +37,55 @@ def pull_all(ti: Any, task_id: str, key: str = "return_value") -> list[Any]:
     return [value for value in ti.xcom_pull(task_ids=[task_id], key=key) if value is not None]
 
 
-@dataclass
 class Outcome:
-    status: str
-    result: Any = None
-    error: dict[str, Any] | None = None
-    next: list[str] = field(default_factory=list)
-    published: dict[str, Any] = field(default_factory=dict)
-    ended_at: float = 0.0
-    attempts: int = 0
-    total_count: int | None = None
-    index: int | None = None
+    """What one task (or one execution of a with_items task) ended with."""
+
+    FIELDS = (
+        "status",
+        "result",
+        "error",
+        "next",
+        "published",
+        "ended_at",
+        "attempts",
+        "total_count",
+        "index",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        status: str,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        next: list[str] | None = None,  # noqa: A002 - the XCom's key
+        published: dict[str, Any] | None = None,
+        ended_at: float = 0.0,
+        attempts: int = 0,
+        total_count: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.status = status
+        self.result = result
+        self.error = error
+        self.next = [] if next is None else next
+        self.published = {} if published is None else published
+        self.ended_at = ended_at
+        self.attempts = attempts
+        self.total_count = total_count
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.to_xcom()!r})"
 
     def to_xcom(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
     @classmethod
     def from_xcom(cls, value: Any) -> Outcome | None:
         if not isinstance(value, dict) or "status" not in value:
             return None
-        known = {k: value[k] for k in cls.__dataclass_fields__ if k in value}
-        return cls(**known)
+        return cls(**{k: value[k] for k in cls.FIELDS if k in value})
 
     def scope(self) -> dict[str, Any]:
         """What `task.<name>` shows in templates."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from attune_provider.dag_factory.plan import ActionPlan
 
@@ -17,15 +16,13 @@ class ActionFailed(Exception):
         self.result = result
 
 
-@dataclass
-class Invocation:
+class Invocation(NamedTuple):
     """One execution of an action inside a task."""
 
     action: ActionPlan
     params: dict[str, Any]
     task_name: str
     timeout: float | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner(Protocol):
