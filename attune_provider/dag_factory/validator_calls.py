@@ -54,12 +54,6 @@ def calling_tasks(workflow: Workflow) -> Iterator[Task]:
             yield placed.task
 
 
-def _yaml_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
-
-
 def _guessed_refs(catalog: Catalog, pack: str, path: Path, display: str, kind: str) -> set[str]:
     """The refs a file that did not load would have had: from its name and its raw YAML."""
     refs = {f"{pack}.{path.stem}"}
@@ -79,11 +73,13 @@ def broken_targets(catalog: Catalog, problems: list[Problem]) -> dict[str, Broke
         ref: Broken("action", e.display) for ref, e in catalog.actions.items() if e.display in bad_files
     }
     loaded = {e.display for e in catalog.actions.values()} | {e.display for e in catalog.workflows.values()}
+    unloaded = bad_files - loaded  # not a listing of the folders: a task-time parse reads one workflow
     for pack in catalog.packs.values():
         for kind, folder in (("action", "actions"), ("workflow", "workflows")):
-            for path in _yaml_files(pack.directory / folder):
-                display = f"{pack.display}/{folder}/{path.name}"
-                if display in loaded or display not in bad_files:
+            prefix = f"{pack.display}/{folder}/"
+            for display in sorted(d for d in unloaded if d.startswith(prefix)):
+                path = pack.directory / folder / display[len(prefix) :]
+                if path.parent != pack.directory / folder or path.suffix not in YAML_SUFFIXES:
                     continue
                 for ref in _guessed_refs(catalog, pack.ref, path, display, kind):
                     if ref not in catalog.actions and ref not in catalog.workflows:
