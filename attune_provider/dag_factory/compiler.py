@@ -96,7 +96,12 @@ class _Builder:
             nodes[edge.source].tail >> nodes[edge.target].heads
         task_id = GROUP_OUTCOME if group is not None else OUTCOME_TASK_ID
         outcome = WorkflowOutcomeOperator(
-            task_id=task_id, workflow=plan, trigger_rule="all_done", retries=0, dag=self.dag, task_group=group
+            task_id=task_id,
+            trigger_rule="all_done",
+            retries=0,
+            dag=self.dag,
+            task_group=group,
+            **WorkflowOutcomeOperator.reporting(plan),
         )
         for leaf in plan.graph.leaves:
             nodes[leaf].tail >> outcome

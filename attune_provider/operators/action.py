@@ -17,7 +17,7 @@ from attune_provider.dag_factory.graph import FAILED, TIMEOUT
 from attune_provider.dag_factory.parameters import check_values
 from attune_provider.dag_factory.plan import ActionPlan
 from attune_provider.exceptions import ParameterError
-from attune_provider.operators.base import RendersInput, own_scope
+from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
 from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of
 from attune_provider.operators.runners.registry import get_runner
 from attune_provider.operators.secrets import mask_inputs, redact_secrets
@@ -27,10 +27,13 @@ class AttuneTaskFailed(AirflowException):
     """The action failed; the message is the action's error."""
 
 
-class ActionRunMixin:
-    """Validating input and running an action, with the error kept for `retry.on_error`."""
+class ActionRunMixin(AttuneOperator):
+    """Validating input and running an action, with the error kept for `retry.on_error`.
 
-    task_name: str
+    An operator class itself, first among its subclasses' bases: Airflow wraps `__init__`
+    again in a class whose first base has another `__init__` (a plain mixin has object's),
+    and each wrapper deep-copies the DAG's params."""
+
     error_scope: dict[str, Any] | None = None
     _runner: Runner | None = None
 

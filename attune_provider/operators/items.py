@@ -89,7 +89,7 @@ class ItemsOperator(AttuneOperator):
         return sealed(calls)
 
 
-class ExecutionMixin(ActionRunMixin, AttuneOperator):
+class ExecutionMixin(ActionRunMixin):
     """One execution of a with_items task: a mapped task instance running the action."""
 
     ui_color = "#d5e6f7"

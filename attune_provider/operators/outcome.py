@@ -45,21 +45,21 @@ class WorkflowOutcomeOperator(AttuneOperator):
     """Pushes the `workflow` XCom (status, tasks, errors, vars, reasons), returns `output_map`.
 
     `workflow` is the plan being concluded; for a subworkflow, `plan`/`task_name` are the
-    calling task's, and that task's outcome is pushed here too.
+    calling task's (`reporting()`), and that task's outcome is pushed here too.
     """
 
     shallow_copy_attrs = ("plan", "workflow")
     ui_color = "#f3e8fb"
 
-    def __init__(self, *, workflow: WorkflowPlan, **kwargs: Any) -> None:
-        if workflow.parent is not None:
-            kwargs.setdefault("plan", workflow.parent[0])
-            kwargs.setdefault("task_name", workflow.parent[1])
-        else:
-            kwargs.setdefault("plan", workflow)
-            kwargs.setdefault("task_name", "")
-        super().__init__(**kwargs)
-        self.workflow = workflow
+    def set_up(self) -> None:
+        self.workflow = self.plan.children[self.task_name] if self.task_name else self.plan
+
+    @staticmethod
+    def reporting(workflow: WorkflowPlan) -> dict[str, Any]:
+        """`plan` and `task_name` of the step concluding `workflow`: the calling task's for a
+        subworkflow, else the workflow itself and no task."""
+        plan, name = workflow.parent if workflow.parent is not None else (workflow, "")
+        return {"plan": plan, "task_name": name}
 
     def execute(self, context: Any) -> Any:
         if self.workflow.parent is not None:
