@@ -162,8 +162,8 @@ def _as_task_run(task_id: str, rows: Sequence[Any], outcome: Any) -> TaskRun:
     """A finished task from its task instance rows (several when mapped) and `attune` XCom."""
     outcome = outcome if isinstance(outcome, dict) else {}
     states = {str(getattr(row.state, "value", row.state)) for row in rows}
-    fallback = "failed" if states & {"failed", "upstream_failed"} else "succeeded"
-    if states <= {"skipped", "removed"}:
+    fallback = "failed" if "failed" in states else "succeeded"
+    if states <= {"skipped", "removed", "upstream_failed"}:  # never started: not reached
         fallback = "skipped"
     status = outcome.get("status") or fallback
     attempts = 0 if status == "skipped" else max(int(row.try_number or 0) for row in rows)

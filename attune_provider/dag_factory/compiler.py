@@ -89,7 +89,8 @@ class _Builder:
         nodes: dict[str, Node] = {}
         for task in plan.workflow.tasks:
             entry = not plan.graph.predecessors[task.name]
-            nodes[task.name] = self.task(plan, task, group, "all_success" if entry else "all_done")
+            direct = entry or task.name in plan.trigger_gated
+            nodes[task.name] = self.task(plan, task, group, "all_success" if direct else "all_done")
             if entry and upstream is not None:
                 upstream >> nodes[task.name].heads
         for edge in plan.graph.edges:

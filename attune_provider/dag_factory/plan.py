@@ -155,6 +155,34 @@ class WorkflowPlan:
         )
 
     @cached_property
+    def trigger_gated(self) -> frozenset[str]:
+        """Tasks whose gate Airflow's `all_success` trigger rule keeps, so they never read it.
+
+        A plain action task (or one mapped directly) whose only inbound transition is the
+        `on_success` of one plain action task runs exactly when that task succeeded: when
+        it fails (its last attempt) or skips, it marks this one skipped before its own state
+        is final (`AttuneOperator.settle`), and Airflow skips this one after a skipped
+        predecessor. Only a predecessor that died without settling leaves it
+        `upstream_failed`, which readers take as skipped, as its gate would have decided.
+        Saves the one call a gate costs (the run's task states) for such tasks.
+        """
+        inbound: dict[str, list[Any]] = {}
+        for edge in self.graph.edges:
+            inbound.setdefault(edge.target, []).append(edge)
+        return frozenset(
+            name
+            for name, edges in inbound.items()
+            if len(edges) == 1
+            and edges[0].key == "on_success"
+            and self._plain_action(edges[0].source)
+            and (self._plain_action(name) or name in self.mapped_items)
+        )
+
+    def _plain_action(self, name: str) -> bool:
+        action = self.actions.get(name)
+        return self.kind(name) == "action" and (action is None or action.runner_type != "inquiry")
+
+    @cached_property
     def mapped_items(self) -> dict[str, list[Any]]:
         """with_items tasks compiled to one mapped task: name -> its executions.
 

@@ -98,7 +98,7 @@ class AttuneOperator(BaseOperator):
     def routed_to(self, builder: TaskScopeBuilder) -> bool:
         gate = self.gate_name
         predecessors = self.plan.graph.predecessors.get(gate, [])
-        if not predecessors:
+        if not predecessors or gate in self.plan.trigger_gated:  # Airflow checked: all_success
             return True
         outcomes = builder.outcomes.routing(predecessors)
         fired = [p for p, outcome in zip(predecessors, outcomes, strict=True) if gate in outcome.next]

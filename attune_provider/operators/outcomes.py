@@ -113,7 +113,10 @@ def combine(outcomes: list[Outcome], total: int, task: Any) -> Outcome:
 
 
 _FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
-_AIRFLOW_TO_STATUS = {"success": SUCCEEDED, "failed": FAILED, "upstream_failed": FAILED}
+_NOT_STARTED = frozenset({"skipped", "upstream_failed"})
+# `upstream_failed`: never started (a `plan.trigger_gated` task after a predecessor that
+# died, or a subworkflow's entry task after its refused input): not reached, so skipped.
+_AIRFLOW_TO_STATUS = {"success": SUCCEEDED, "failed": FAILED}
 
 
 class OutcomeReader(Mapping[str, Outcome]):
@@ -208,7 +211,7 @@ class OutcomeReader(Mapping[str, Outcome]):
         executions = self._plan.mapped_items[name]
         total = sum(len(e) for e in executions) if task.batch_size else len(executions)
         instance_states = self._instance_states(name)
-        if all(state == "skipped" for state in instance_states) or not _FINISHED.issuperset(instance_states):
+        if _NOT_STARTED.issuperset(instance_states) or not _FINISHED.issuperset(instance_states):
             return Outcome(SKIPPED)  # as a task that has not ended reads (one that is not upstream)
         if all(state == "success" for state in instance_states):
             results = pull_all(self._ti, task_id)

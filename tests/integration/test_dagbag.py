@@ -82,7 +82,10 @@ def test_graph_is_the_transition_graph(dagbag: DagBag) -> None:
     dag = dagbag.dags["good.hello"]
     assert set(dag.task_dict) == {"greet", "done", "also", "oops", "attune_outcome"}
     assert dag.task_dict["greet"].downstream_task_ids == {"done", "also", "oops"}
-    assert dag.task_dict["done"].trigger_rule == "all_done"
+    # reached only by greet's on_success: Airflow's all_success keeps its gate (plan.trigger_gated)
+    assert dag.task_dict["done"].trigger_rule == "all_success"
+    assert dag.task_dict["oops"].trigger_rule == "all_done"  # on_failure: the task reads its gate
+    assert dag.task_dict["attune_outcome"].trigger_rule == "all_done"
     assert dag.task_dict["attune_outcome"].upstream_task_ids == {"done", "also", "oops"}
 
 

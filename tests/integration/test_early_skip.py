@@ -102,9 +102,7 @@ RETRIED = """
 """
 
 
-def test_a_failed_attempt_with_a_retry_left_settles_nothing(
-    run: Callable[..., Any], tmp_path: Any
-) -> None:
+def test_a_failed_attempt_with_a_retry_left_settles_nothing(run: Callable[..., Any], tmp_path: Any) -> None:
     files = {
         "actions/flaky.yaml": "name: flaky\nrunner_type: python-script\nentry_point: flaky.py\n"
         "parameters: {marker: {type: string, required: true}}\n",
@@ -118,3 +116,67 @@ def test_a_failed_attempt_with_a_retry_left_settles_nothing(
         "recover": "skipped",
     }
     assert result.tasks["flaky"].attempts == 2
+
+
+GATED = """
+    ref: t.wf
+    parameters:
+      fail: {type: boolean, default: false}
+    tasks:
+      - name: first
+        action: t.maybe
+        input: {fail: "{{ parameters.fail }}"}
+        on_success: second
+        on_failure: recover
+      - name: second
+        action: core.noop
+        on_success: fanout
+      - name: fanout
+        action: core.echo
+        with_items: [1, 2]
+        input: {message: "{{ item }}"}
+      - name: recover
+        action: core.noop
+"""
+MAYBE = {
+    "actions/maybe.yaml": "name: maybe\nrunner_type: python-script\nentry_point: maybe.py\n"
+    "parameters: {fail: {type: boolean, required: true}}\n",
+    "actions/maybe.py": "def run(fail):\n    if fail:\n        raise RuntimeError('asked to fail')\n"
+    "    return 'ok'\n",
+}
+
+
+def _airflow_states(result: Any) -> dict[tuple[str, int], str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance).filter_by(dag_id=result.workflow, run_id=result.run_id).all()
+        return {(row.task_id, row.map_index): str(row.state) for row in rows}
+
+
+def test_tasks_reached_only_by_one_success_leave_their_gate_to_airflow(run: Callable[..., Any]) -> None:
+    """`second` (only `first`'s on_success) and the mapped `fanout` (only `second`'s) run
+    under Airflow's all_success without reading their gate (plan.trigger_gated); when
+    `first` fails, its settle skips them before its own failure is recorded, so they end
+    `skipped`, never `upstream_failed`."""
+    ran = run(GATED, files=MAYBE)
+    assert ran.status == "succeeded"
+    assert {n: t.status for n, t in ran.tasks.items()} == {
+        "first": "succeeded",
+        "second": "succeeded",
+        "fanout": "succeeded",
+        "recover": "skipped",
+    }
+    failed = run(GATED, files=MAYBE, params={"fail": True})
+    assert failed.status == "succeeded"  # the failure is handled by on_failure
+    assert {n: t.status for n, t in failed.tasks.items()} == {
+        "first": "failed",
+        "second": "skipped",
+        "fanout": "skipped",
+        "recover": "succeeded",
+    }
+    states = _airflow_states(failed)
+    assert states[("second", -1)] == "skipped"
+    assert states[("fanout", 0)] == states[("fanout", 1)] == "skipped"
+    assert "upstream_failed" not in states.values()
