@@ -21,6 +21,7 @@ from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.dag_factory.spec import Task
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
+from attune_provider.operators.retry import retry_refused
 from attune_provider.operators.runners.base import error_of
 from attune_provider.operators.scope import SubworkflowNotStarted, TaskScopeBuilder
 from attune_provider.operators.secrets import mask_inputs, redact_secrets
@@ -222,8 +223,15 @@ class AttuneOperator(BaseOperator):
         ended = time.time()
         attempt = context["ti"].try_number
         self.push(context, Outcome(status, result, error, targets, {}, ended, attempt, **extra))
-        if attempt > (self.retries or 0):  # a retry may still succeed and route elsewhere
-            self.settle(context, targets)
+        if attempt > (self.retries or 0) or self._retry_refused():
+            self.settle(context, targets)  # not before: a retry may still succeed and route elsewhere
+
+    def _retry_refused(self) -> bool:
+        """`retry.on_error` ends the task now (a template it cannot render: the policy decides)."""
+        try:
+            return retry_refused(self.spec.retry, getattr(self, "error_scope", None))
+        except TemplateRenderError:
+            return False
 
 
 class Prepared(NamedTuple):

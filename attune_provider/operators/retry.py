@@ -16,6 +16,14 @@ from attune_provider.dag_factory.expressions import render, truthy
 from attune_provider.dag_factory.spec import Retry
 
 
+def retry_refused(retry: Retry | None, error_scope: dict[str, Any] | None) -> bool:
+    """`retry.on_error` is false for the error in `error_scope`: no other try, whatever the
+    count left (the task's operator keeps that scope, with its own outcome, when it fails)."""
+    if retry is None or retry.on_error is None or error_scope is None:
+        return False
+    return not truthy(render(retry.on_error, error_scope))
+
+
 class AttuneRetryPolicy(RetryPolicy):
     def __init__(self, retry: Retry) -> None:
         self.retry = retry
@@ -34,10 +42,8 @@ class AttuneRetryPolicy(RetryPolicy):
         if try_number > max_tries:
             return RetryDecision.default()  # no retry left: nothing to decide
         task = context.get("task") if context else None
-        if self.retry.on_error is not None and task is not None:
-            scope = getattr(task, "error_scope", None)
-            if scope is not None and not truthy(render(self.retry.on_error, scope)):
-                return RetryDecision.fail(reason="retry.on_error is false for this error")
+        if retry_refused(self.retry, getattr(task, "error_scope", None)):
+            return RetryDecision.fail(reason="retry.on_error is false for this error")
         delay = self.retry.delay_before(max(try_number, 1))
         return RetryDecision.retry(delay=timedelta(seconds=delay), reason=f"retry in {delay:g}s")
 

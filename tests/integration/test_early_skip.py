@@ -180,3 +180,20 @@ def test_tasks_reached_only_by_one_success_leave_their_gate_to_airflow(run: Call
     assert states[("second", -1)] == "skipped"
     assert states[("fanout", 0)] == states[("fanout", 1)] == "skipped"
     assert "upstream_failed" not in states.values()
+
+
+def test_a_retry_refused_by_on_error_settles_at_once(run: Callable[..., Any]) -> None:
+    """`retry.on_error` false ends the task at its first failure although tries are left:
+    that failure is the last, so it settles (else the task after it, trigger-gated, would
+    be left to Airflow as `upstream_failed`)."""
+    workflow = GATED.replace(
+        "        on_failure: recover\n",
+        '        on_failure: recover\n        retry: {count: 2, delay: 0, on_error: "{{ false }}"}\n',
+        1,
+    )
+    failed = run(workflow, files=MAYBE, params={"fail": True})
+    assert failed.tasks["first"].status == "failed" and failed.tasks["first"].attempts == 1
+    assert failed.tasks["second"].status == "skipped" and failed.tasks["recover"].status == "succeeded"
+    states = _airflow_states(failed)
+    assert states[("second", -1)] == "skipped"
+    assert "upstream_failed" not in states.values()
