@@ -28,7 +28,7 @@ from airflow.sdk import DAG
 
 from attune_provider.dag_factory.cache import FileCache, Findings, validate_cached
 from attune_provider.dag_factory.loader import Catalog, load_catalog, load_workflow_closure
-from attune_provider.dag_factory.source import DEFAULT_MAX_FILE_BYTES, Problem
+from attune_provider.dag_factory.source import DEFAULT_MAX_FILE_BYTES, Location, Problem
 from attune_provider.exceptions import AttuneError
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def _compile(catalog: Catalog, refs: Sequence[str], report: Findings) -> dict[st
     from attune_provider.dag_factory.compiler import build_dag
     from attune_provider.dag_factory.plan import build_plan
 
+    catalog.release_sources()  # validated: the DAGs need no YAML positions
     dags: dict[str, Any] = {}
     for ref in refs:
         entry = catalog.workflows[ref]
@@ -95,7 +96,7 @@ def _compile(catalog: Catalog, refs: Sequence[str], report: Findings) -> dict[st
             dags[ref] = build_dag(build_plan(entry, catalog))
         except Exception as exc:  # noqa: BLE001 - one workflow must not take the others down
             log.exception("could not compile workflow %s", ref)
-            report.invalid_workflows[ref] = [Problem(entry.workflow.loc(), f"could not compile: {exc}")]
+            report.invalid_workflows[ref] = [Problem(Location(entry.display), f"could not compile: {exc}")]
     return dags
 
 

@@ -25,7 +25,7 @@ from attune_provider.dag_factory.source import (
     Severity,
     load_yaml_file,
 )
-from attune_provider.dag_factory.spec import Action, Pack, Workflow, parse_model
+from attune_provider.dag_factory.spec import Action, Pack, Workflow, parse_model, release_sources
 
 CORE_PACKS_DIR = Path(__file__).resolve().parent.parent / "packs"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -100,6 +100,14 @@ class Catalog:
 
     def files_with_errors(self) -> set[str]:
         return {p.location.file for p in self.problems if p.is_error}
+
+    def release_sources(self) -> None:
+        """Let go of every model's YAML positions once validation no longer needs them:
+        they are most of a model's memory, and DAGs keep their workflow's models alive."""
+        for entry in self.workflows.values():
+            release_sources(entry.workflow)
+        for action in self.actions.values():
+            release_sources(action.action)
 
 
 def _yaml_files(directory: Path) -> list[Path]:

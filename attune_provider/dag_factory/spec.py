@@ -1,7 +1,8 @@
 """The validated model of packs, actions and workflows (LANGUAGE.md sections 1 to 4).
 
 Frozen pydantic models that forbid unknown keys. Each model keeps the YAML mapping it
-was built from (`source`), so any later check can point at the exact line of a value.
+was built from (`source`), so any later check can point at the exact line of a value,
+until `release_sources` lets go of it once the model is validated.
 Nothing here imports Airflow. No `from __future__ import annotations`: pydantic would
 evaluate every field's annotation from its text, about a millisecond more per import
 (docs/performance.md).
@@ -366,3 +367,16 @@ def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, li
             where = _error_location(data, error, path, fallback)
             problems.setdefault(where, Problem(where, _describe(error, path, cls)))
         return None, sorted(problems.values(), key=lambda p: p.location)
+
+
+def release_sources(node: Node) -> None:
+    """Drop the YAML source of `node` and of the models inside it: a validated model's
+    errors have all been reported, and its positions are most of its memory."""
+    node._source = None
+    for value in node.__dict__.values():
+        if isinstance(value, Node):
+            release_sources(value)
+        elif isinstance(value, tuple):
+            for item in value:
+                if isinstance(item, Node):
+                    release_sources(item)

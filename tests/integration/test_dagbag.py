@@ -89,6 +89,14 @@ def test_graph_is_the_transition_graph(dagbag: DagBag) -> None:
     assert dag.task_dict["attune_outcome"].upstream_task_ids == {"done", "also", "oops"}
 
 
+def test_loaded_dags_keep_no_yaml_positions(dagbag: DagBag) -> None:
+    """Positions serve validation only; DAGs keep their workflow's models alive (memory)."""
+    greet = dagbag.dags["good.hello"].task_dict["greet"]
+    assert greet.plan.workflow.source is None
+    assert all(task.source is None for task in greet.plan.workflow.tasks)
+    assert greet.spec.input == {"message": "hello {{ parameters.name }}"}
+
+
 def test_provider_is_registered() -> None:
     from airflow.providers_manager import ProvidersManager
 
