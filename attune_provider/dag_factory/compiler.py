@@ -96,7 +96,7 @@ class _Builder:
         for edge in plan.graph.edges:
             nodes[edge.source].tail >> nodes[edge.target].heads
         task_id = GROUP_OUTCOME if group is not None else OUTCOME_TASK_ID
-        outcome = WorkflowOutcomeOperator(
+        outcome = WorkflowOutcomeOperator.create(
             task_id=task_id,
             trigger_rule="all_done",
             retries=0,
@@ -111,16 +111,17 @@ class _Builder:
 
     def task(self, plan: WorkflowPlan, task: Task, group: TaskGroup | None, rule: str) -> Node:
         kind = plan.kind(task.name)
-        common = {"plan": plan, "task_name": task.name, "dag": self.dag}
+        common: dict[str, Any] = {"plan": plan, "task_name": task.name, "dag": self.dag}
         if kind == "action":
             from attune_provider.operators.action import AttuneTaskOperator
+            from attune_provider.operators.base import AttuneOperator
 
-            operator: type = AttuneTaskOperator
+            operator: type[AttuneOperator] = AttuneTaskOperator
             if getattr(plan.actions.get(task.name), "runner_type", None) == "inquiry":
                 from attune_provider.operators.inquiry import InquiryTaskOperator
 
                 operator = InquiryTaskOperator
-            op = operator(
+            op = operator.create(
                 task_id=task.name, trigger_rule=rule, task_group=group, **common, **_retry_kwargs(task)
             )
             return Node([op], op)
@@ -137,7 +138,7 @@ class _Builder:
         from attune_provider.operators.collect import GroupOutcomeOperator
 
         members = [self.task(plan, member, group, rule) for member in task.tasks]
-        collect = GroupOutcomeOperator(
+        collect = GroupOutcomeOperator.create(
             task_id=GROUP_OUTCOME, trigger_rule="all_done", task_group=group, **common
         )
         for member in members:
@@ -164,7 +165,7 @@ class _Builder:
         from attune_provider.operators.collect import GroupOutcomeOperator
         from attune_provider.operators.items import ItemOperator, ItemsOperator
 
-        items = ItemsOperator(task_id="items", trigger_rule=rule, task_group=group, **common)
+        items = ItemsOperator.create(task_id="items", trigger_rule=rule, task_group=group, **common)
         run = ItemOperator.partial(
             task_id="run",
             task_group=group,
@@ -172,7 +173,7 @@ class _Builder:
             **_concurrency(task),
             **_retry_kwargs(task),
         ).expand(call=items.output)
-        collect = GroupOutcomeOperator(
+        collect = GroupOutcomeOperator.create(
             task_id=GROUP_OUTCOME, trigger_rule="all_done", task_group=group, **common
         )
         run >> collect
@@ -181,7 +182,7 @@ class _Builder:
     def subworkflow(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
         from attune_provider.operators.subworkflow import SubworkflowInputOperator
 
-        start = SubworkflowInputOperator(
+        start = SubworkflowInputOperator.create(
             task_id=SUBWORKFLOW_INPUT_ID, trigger_rule=rule, task_group=group, **common
         )
         child = self.workflow(plan.children[task.name], group, upstream=start)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
@@ -47,24 +47,37 @@ def own_scope(scope: dict[str, Any], name: str, own: dict[str, Any]) -> dict[str
     return {**scope, "task": SelfOverlay(scope["task"], name, own)}
 
 
+_Op = TypeVar("_Op", bound="AttuneOperator")
+
+
 class AttuneOperator(BaseOperator):
     """Base of the operators a workflow compiles to; `task_name` is the Attune task."""
 
     shallow_copy_attrs: tuple[str, ...] = ("plan",)
+    plan: WorkflowPlan
+    task_name: str
 
-    def __init__(self, *, plan: WorkflowPlan, task_name: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    @classmethod
+    def create(cls: type[_Op], *, plan: WorkflowPlan, task_name: str, **kwargs: Any) -> _Op:
+        """The operator of Attune task `task_name` of `plan` (Airflow's arguments in `kwargs`).
+
+        Not an `__init__`: Airflow wraps every `__init__` of an operator's class chain, and
+        each wrapper deep-copies the DAG's params (most of the cost of building a DAG with
+        many operators); without one of its own, an Attune operator pays that once. Only
+        a mapped operator, which Airflow builds from its arguments when it runs, takes
+        `plan` and `task_name` in its `__init__`.
+        """
+        operator = cls(**kwargs)
+        operator.attach(plan, task_name)
+        return operator
+
+    def attach(self, plan: WorkflowPlan, task_name: str) -> None:
         self.plan = plan
         self.task_name = task_name
         self.set_up()
 
     def set_up(self) -> None:
-        """What a subclass sets up once `plan` and `task_name` are known.
-
-        A hook rather than an `__init__` per subclass: Airflow wraps every `__init__` of an
-        operator's class chain, and each wrapper deep-copies the DAG's params (most of the
-        cost of building a DAG with many operators).
-        """
+        """What a subclass sets up once `plan` and `task_name` are known."""
 
     @property
     def spec(self) -> Task:

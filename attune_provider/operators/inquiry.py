@@ -112,7 +112,7 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
         timeout = kwargs.pop("execution_timeout", None)  # the task's `timeout` bounds the wait
         if timeout is not None:
             kwargs.setdefault("response_timeout", timeout)
-        kwargs.setdefault("subject", str(kwargs.get("task_name")))
+        kwargs.setdefault("subject", str(kwargs.get("task_id")))
         super().__init__(options=[SUBMIT], **kwargs)
         self.error_scope: dict[str, Any] | None = None
 

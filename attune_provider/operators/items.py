@@ -25,7 +25,7 @@ from airflow.sdk.exceptions import (
 
 from attune_provider.dag_factory.expressions import render
 from attune_provider.dag_factory.graph import FAILED, SUCCEEDED
-from attune_provider.dag_factory.plan import batches
+from attune_provider.dag_factory.plan import WorkflowPlan, batches
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import FAILURES, ActionRunMixin, AttuneTaskFailed, classify
 from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
@@ -123,9 +123,10 @@ class ItemOperator(ExecutionMixin):
 
     template_fields = ("call",)  # the execution's input as `items` rendered it (secrets as ***)
 
-    def __init__(self, *, call: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, plan: WorkflowPlan, task_name: str, call: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.call = call
+        self.attach(plan, task_name)
 
     def execute(self, context: Any) -> Any:
         index = self.call["index"]
@@ -154,9 +155,10 @@ class MappedItemOperator(ExecutionMixin, RendersInput):
     that cannot be rendered is the task's failure (no index), as in the `items` step.
     """
 
-    def __init__(self, *, item: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, plan: WorkflowPlan, task_name: str, item: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.item = item
+        self.attach(plan, task_name)
 
     def input_scope(self, context: Any, scope: dict[str, Any]) -> dict[str, Any]:
         return {**scope, "item": self.item, "index": context["ti"].map_index}
