@@ -108,9 +108,9 @@ def check_input(task: Task, ref: str, kind: str, parameters: dict[str, dict[str,
             problems.append(
                 error(where, f"{kind} '{ref}' has no parameter '{key}'{did_you_mean(key, parameters)}")
             )
-    where = task.key_loc("input") if "input" in task.model_fields_set else task.loc("action")
     for name, prop in parameters.items():
         if prop.get("required") is True and "default" not in prop and name not in task.input:
+            where = task.key_loc("input") if "input" in task.model_fields_set else task.loc("action")
             problems.append(error(where, f"missing required parameter '{name}' of {kind} '{ref}'"))
     return problems
 
@@ -118,13 +118,12 @@ def check_input(task: Task, ref: str, kind: str, parameters: dict[str, dict[str,
 def check_call(task: Task, catalog: Catalog, broken: dict[str, Broken]) -> list[Problem]:
     """One task's action ref and input."""
     ref = str(task.action)
-    where = task.loc("action")
     if ref in broken:
-        return [error(where, f"{broken[ref].kind} '{ref}' is invalid: see {broken[ref].file}")]
+        return [error(task.loc("action"), f"{broken[ref].kind} '{ref}' is invalid: see {broken[ref].file}")]
     callee = callee_parameters(catalog, ref)
     if callee is None:
         hint = did_you_mean(ref, [*catalog.actions, *catalog.workflows])
-        return [error(where, f"unknown action '{ref}'{hint}")]
+        return [error(task.loc("action"), f"unknown action '{ref}'{hint}")]
     if callee[0] == "workflow" and task.with_items is not None:
         message = f"'with_items' over a subworkflow ('{ref}') is not supported yet"
         return [error(task.key_loc("with_items"), message)]

@@ -196,14 +196,15 @@ def check_site(site: Site, ctx: TemplateContext) -> list[Problem]:
     """Syntax problems and unknown names of every template inside one site's value."""
     problems: list[Problem] = []
     for path, text in template_strings(site.value):
-        start = site.owner.loc(*site.path, *path)
         references, issues = analyse(text)
-        for issue in issues:
-            problems.append(error(template_location(start, issue.line, ctx.lines), issue.message))
+        found = [(issue.line, issue.message) for issue in issues]
         for ref in references:
             message = check_reference(ref, ctx, site)
             if message is not None:
-                problems.append(error(template_location(start, ref.line, ctx.lines), message))
+                found.append((ref.line, message))
+        if found:  # located only when needed: most templates are fine
+            start = site.owner.loc(*site.path, *path)
+            problems += [error(template_location(start, line, ctx.lines), message) for line, message in found]
     return problems
 
 

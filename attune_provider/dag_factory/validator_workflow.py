@@ -60,20 +60,20 @@ def check_task_names(workflow: Workflow) -> list[Problem]:
     seen: set[str] = set()
     for placed in walk_tasks(workflow.tasks):
         task = placed.task
-        where = task.loc("name")
+        found: list[str] = []
         if task.name in seen:
-            problems.append(error(where, f"duplicate task name '{task.name}'"))
+            found.append(f"duplicate task name '{task.name}'")
         seen.add(task.name)
         if task.name in RESERVED_TASK_NAMES:
-            problems.append(error(where, f"task name '{task.name}' is reserved"))
+            found.append(f"task name '{task.name}' is reserved")
         elif not NAME_PATTERN.match(task.name):
-            problems.append(error(where, f"task name '{task.name}' must match {NAME_PATTERN.pattern}"))
+            found.append(f"task name '{task.name}' must match {NAME_PATTERN.pattern}")
         elif len(task.name) > MAX_TASK_NAME:
-            message = (
+            found.append(
                 f"task name '{task.name[:40]}...' is {len(task.name)} characters long, more than"
                 f" {MAX_TASK_NAME} (Airflow limits a task id, group prefixes included, to {MAX_AIRFLOW_ID})"
             )
-            problems.append(error(where, message))
+        problems += [error(task.loc("name"), message) for message in found]  # located only when needed
     return problems
 
 
