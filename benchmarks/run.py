@@ -218,10 +218,13 @@ def _migrated_home(bench: Bench, name: str) -> Path:
 
 
 def measure_runs(bench: Bench, roots: dict[str, Path], runs: int) -> dict[str, Any]:
-    """`dag.test()` of one workflow, Attune and hand-written taking turns; the last task states."""
+    """`dag.test()` of one workflow, Attune and hand-written taking turns; the last task states.
+
+    As many rounds as the other measurements: a run takes about a second, and on a shared
+    machine either side's runs vary by a third within one benchmark."""
     dag_id = generate.Names(0).dag_id
     states: dict[str, Any] = {}
-    for round_ in range(max(1, bench.repeats // 2)):
+    for round_ in range(bench.repeats):
         for variant in ("attune", "handwritten")[round_ % 2 :] + ("attune", "handwritten")[: round_ % 2]:
             home = _migrated_home(bench, f"home-run-{variant}")
             env = variant_env(bench, variant, roots[variant], home, _fresh_cache(bench))
