@@ -62,6 +62,14 @@ class Graph:
         return result
 
     @cached_property
+    def inbound(self) -> dict[str, list[Edge]]:
+        """The transitions that name each task, in declaration order."""
+        result: dict[str, list[Edge]] = {name: [] for name in self.tasks}
+        for edge in self.edges:
+            result[edge.target].append(edge)
+        return result
+
+    @cached_property
     def entries(self) -> list[str]:
         return [name for name, preds in self.predecessors.items() if not preds]
 
@@ -168,9 +176,15 @@ def handles(task: Task, outcome: str) -> bool:
 
 
 def fired_targets(task: Task, outcome: str, decision_target: str | None = None) -> list[str]:
-    """The targets (task names or reserved words) an outcome fires, in order, without repeats."""
+    """The targets (task names or reserved words) an outcome fires, in order, without repeats.
+
+    A task with a `decision` fires on success only what it picked (`decision_target`),
+    never its `on_success`: the decision governs the success path."""
     if outcome == SUCCEEDED:
-        primary: Sequence[str] = (decision_target,) if task.decision and decision_target else task.on_success
+        if task.decision:
+            primary: Sequence[str] = (decision_target,) if decision_target else ()
+        else:
+            primary = task.on_success
     elif outcome == FAILED:
         primary = task.on_failure
     elif outcome == TIMEOUT:
@@ -182,6 +196,21 @@ def fired_targets(task: Task, outcome: str, decision_target: str | None = None) 
         if target not in fired:
             fired.append(target)
     return fired
+
+
+def transition_fires(task: Task, edge: Edge, outcome: str, decision_target: str | None) -> bool:
+    """Whether an outcome of `task` fires transition `edge` (for `join: all`, which counts
+    transitions: `on_success` and `on_complete` naming the same task are two). The entries
+    of a decision are one transition, fired when it picked `edge.target`."""
+    if edge.key == "on_complete":
+        return outcome in (SUCCEEDED, FAILED, TIMEOUT)
+    if edge.key == "decision":
+        return outcome == SUCCEEDED and decision_target == edge.target
+    if edge.key == "on_success":
+        return outcome == SUCCEEDED and not task.decision
+    if edge.key == "on_failure":
+        return outcome == FAILED or (outcome == TIMEOUT and not task.on_timeout)
+    return edge.key == "on_timeout" and outcome == TIMEOUT
 
 
 def is_reserved(target: str) -> bool:

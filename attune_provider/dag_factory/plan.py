@@ -166,12 +166,9 @@ class WorkflowPlan:
         `upstream_failed`, which readers take as skipped, as its gate would have decided.
         Saves the one call a gate costs (the run's task states) for such tasks.
         """
-        inbound: dict[str, list[Any]] = {}
-        for edge in self.graph.edges:
-            inbound.setdefault(edge.target, []).append(edge)
         return frozenset(
             name
-            for name, edges in inbound.items()
+            for name, edges in self.graph.inbound.items()
             if len(edges) == 1
             and edges[0].key == "on_success"
             and self._plain_action(edges[0].source)

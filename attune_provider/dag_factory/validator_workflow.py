@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from attune_provider.dag_factory.graph import Graph
+from attune_provider.dag_factory.graph import FAILED, SUCCEEDED, TIMEOUT, Edge, Graph, transition_fires
 from attune_provider.dag_factory.source import Location, Problem, Severity
 from attune_provider.dag_factory.spec import (
     NAME_PATTERN,
@@ -203,6 +203,30 @@ def check_graph(workflow: Workflow) -> list[Problem]:
     for name, task in graph.tasks.items():
         if name not in reachable:
             problems.append(warning(task.loc("name"), f"task '{name}' is unreachable from the entry tasks"))
+    return problems + _check_joins(graph)
+
+
+def _check_joins(graph: Graph) -> list[Problem]:
+    """A `join: all` task that one predecessor names under transitions no single outcome
+    fires together (`on_success` and `on_failure`, say) can never run: a warning."""
+    problems: list[Problem] = []
+    for name, task in graph.tasks.items():
+        if task.join != "all":
+            continue
+        by_source: dict[str, list[Edge]] = {}
+        for edge in graph.inbound[name]:
+            by_source.setdefault(edge.source, []).append(edge)
+        for source, edges in by_source.items():
+            if not any(
+                all(transition_fires(graph.tasks[source], edge, outcome, name) for edge in edges)
+                for outcome in (SUCCEEDED, FAILED, TIMEOUT)
+            ):
+                keys = " and ".join(dict.fromkeys(edge.key for edge in edges))
+                message = (
+                    f"task '{name}' joins all its inbound transitions but can never run:"
+                    f" no outcome of '{source}' fires its {keys} together"
+                )
+                problems.append(warning(task.loc("join"), message))
     return problems
 
 

@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from attune_provider.dag_factory.expressions import TemplateRenderError, render, truthy
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, fired_targets
+from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, fired_targets, transition_fires
 from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.dag_factory.spec import Task
 from attune_provider.exceptions import ParameterError
@@ -114,11 +114,19 @@ class AttuneOperator(BaseOperator):
         predecessors = self.plan.graph.predecessors.get(gate, [])
         if not predecessors or gate in self.plan.trigger_gated:  # Airflow checked: all_success
             return True
-        outcomes = builder.outcomes.routing(predecessors)
-        fired = [p for p, outcome in zip(predecessors, outcomes, strict=True) if gate in outcome.next]
+        outcomes = dict(zip(predecessors, builder.outcomes.routing(predecessors), strict=True))
+        fired = [p for p, outcome in outcomes.items() if gate in outcome.next]
         self.log.info("inbound transitions fired by %s (of %s)", fired, predecessors)
         if self.plan.tasks[gate].join == "all":
-            return len(fired) == len(predecessors)
+            return all(
+                transition_fires(
+                    self.plan.tasks[edge.source],
+                    edge,
+                    outcomes[edge.source].status,
+                    outcomes[edge.source].decided,
+                )
+                for edge in self.plan.graph.inbound[gate]
+            )
         return bool(fired)
 
     def open_gate(self, context: Any, builder: TaskScopeBuilder) -> tuple[dict[str, Any], Mapping[str, Any]]:
@@ -210,7 +218,9 @@ class AttuneOperator(BaseOperator):
                 break
         targets = fired_targets(self.spec, SUCCEEDED, chosen)
         attempts = context["ti"].try_number
-        outcome = Outcome(SUCCEEDED, result, None, targets, published, time.time(), attempts, **extra)
+        outcome = Outcome(
+            SUCCEEDED, result, None, targets, published, time.time(), attempts, decided=chosen, **extra
+        )
         if self.task_name not in self.plan.quiet_successes:
             self.push(context, outcome)
         if published:

@@ -50,6 +50,7 @@ class Outcome:
         "attempts",
         "total_count",
         "index",
+        "decided",
     )
     __slots__ = FIELDS
 
@@ -64,6 +65,7 @@ class Outcome:
         attempts: int = 0,
         total_count: int | None = None,
         index: int | None = None,
+        decided: str | None = None,
     ) -> None:
         self.status = status
         self.result = result
@@ -74,6 +76,7 @@ class Outcome:
         self.attempts = attempts
         self.total_count = total_count
         self.index = index
+        self.decided = decided  # the target the task's decision picked, if any
 
     def __repr__(self) -> str:
         return f"Outcome({self.to_xcom()!r})"

@@ -334,6 +334,33 @@ def test_unreachable_tasks_are_warnings(packs):
     ]
 
 
+def test_join_all_that_can_never_run_is_a_warning(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.noop
+                    on_success: j
+                    on_failure: j
+                  - name: b
+                    action: core.noop
+                    on_success: j
+                    on_complete: j
+                  - name: j
+                    action: core.noop
+                    join: all
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "13:11: warning: task 'j' joins all its inbound transitions but can never run:"
+        " no outcome of 'a' fires its on_success and on_failure together"
+    ]
+
+
 def test_decision_and_on_success_is_a_warning(packs):
     packs.pack(
         "p",
