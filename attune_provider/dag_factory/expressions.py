@@ -55,6 +55,7 @@ class AttuneEnvironment(SandboxedEnvironment):
         options.setdefault("undefined", _AttuneUndefined)
         options.setdefault("finalize", _finalize)
         options.setdefault("autoescape", False)
+        options.setdefault("keep_trailing_newline", True)  # a string keeps its last newline, as in Airflow
         super().__init__(**options)
         self.filters.update(_FILTERS)
 
@@ -159,7 +160,9 @@ def _has_syntax(text: str) -> bool:
 
 
 def _single_expression(template: str) -> nodes.Expr | None:
-    """The expression of a template that is exactly one `{{ ... }}`, else None."""
+    """The expression of a template that is exactly one `{{ ... }}`, else None: any text
+    around it, whitespace or a YAML block scalar's final newline included, makes it a
+    string template (LANGUAGE.md section 4; Jinja's `{{-`/`-}}` strip explicitly)."""
     if "{{" not in template:
         return None
     try:
@@ -168,18 +171,14 @@ def _single_expression(template: str) -> nodes.Expr | None:
         return None
     if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
         return None
-    expressions = []
-    for node in tree.body[0].nodes:
-        if isinstance(node, nodes.TemplateData):
-            if node.data.strip():
-                return None
-        else:
-            expressions.append(node)
-    return expressions[0] if len(expressions) == 1 else None
+    parts = tree.body[0].nodes
+    if len(parts) != 1 or isinstance(parts[0], nodes.TemplateData):
+        return None
+    return parts[0]
 
 
 def is_single_expression(template: str) -> bool:
-    """True when the string is one `{{ expression }}` and nothing but whitespace around it."""
+    """True when the string is one `{{ expression }}` and nothing else."""
     return _single_expression(template) is not None
 
 
