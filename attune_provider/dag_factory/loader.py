@@ -32,14 +32,9 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def display_path(path: Path) -> str:
-    """The path as a user reaches it from the current directory (relative when below it)."""
-    text = os.path.normpath(str(path))
-    if not os.path.isabs(text):
-        return text
-    cwd = os.getcwd()
-    if text == cwd or text.startswith(cwd.rstrip(os.sep) + os.sep):
-        return os.path.relpath(text, cwd)
-    return text
+    """The path as the user gave it (its packs directory, relative or absolute, joined
+    with the path inside it: LANGUAGE.md section 6), normalised."""
+    return os.path.normpath(str(path))
 
 
 class PackEntry:

@@ -55,16 +55,17 @@ def dagbag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DagBag:
     return DagBag(dag_folder=str(dags), bundle_path=dags)
 
 
-def test_good_workflows_load_beside_broken_ones(dagbag: DagBag) -> None:
+def test_good_workflows_load_beside_broken_ones(dagbag: DagBag, tmp_path: Path) -> None:
     assert "good.hello" in dagbag.dags
     assert "good2.broken" not in dagbag.dags and "bad.w" not in dagbag.dags
     assert list(dagbag.import_errors) == ["attune_dags.py"]
     message = dagbag.import_errors["attune_dags.py"]
-    assert "packs/good2/workflows/broken.yaml:4:13: error: unknown action 'core.nope'" in message
-    assert "packs/bad/workflows/w.yaml:3:1: error: invalid YAML" in message
+    packs = tmp_path / "packs"  # as the packs path names it: absolute
+    assert f"{packs}/good2/workflows/broken.yaml:4:13: error: unknown action 'core.nope'" in message
+    assert f"{packs}/bad/workflows/w.yaml:3:1: error: invalid YAML" in message
     header = message.splitlines()[0]
     assert "workflows left out: good2.broken" in header
-    assert "files that could not be used (what they define is left out): packs/bad/workflows/w.yaml" in header
+    assert f"files that could not be used (what they define is left out): {packs}/bad/workflows/w.yaml" in header
 
 
 def test_dag_carries_workflow_metadata_and_typed_params(dagbag: DagBag) -> None:

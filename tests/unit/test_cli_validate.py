@@ -92,7 +92,7 @@ def test_packs_is_repeatable_and_paths_are_kept_as_given(packs, capsys, tmp_path
     code, out, _ = run(capsys, "validate", "--packs", "packs", "--packs", str(other))
     assert code == 1
     assert out == [
-        "other/q/workflows/w.yaml:4:13: error: unknown action 'p.nope'",
+        f"{other}/q/workflows/w.yaml:4:13: error: unknown action 'p.nope'",
         f"packs/p/workflows/w.yaml:5:5: warning: task 'a' has both 'decision' and 'on_success': {BOTH}",
     ]
 
