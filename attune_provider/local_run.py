@@ -9,7 +9,10 @@ from the task instances and the `attune_outcome` task's XComs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,10 +89,20 @@ def airflow_defaults() -> None:
 
 
 def ensure_database() -> None:
-    """Create or upgrade the metadata database of AIRFLOW_HOME (a no-op when current)."""
+    """Create or upgrade the metadata database of AIRFLOW_HOME (a no-op when current).
+
+    Under a lock file in AIRFLOW_HOME: two `attune-airflow run`s started together on a
+    new database would otherwise both create its tables, and one would fail."""
+    from airflow.configuration import AIRFLOW_HOME
     from airflow.utils import db
 
-    db.upgradedb()
+    Path(AIRFLOW_HOME).mkdir(parents=True, exist_ok=True)
+    with open(Path(AIRFLOW_HOME) / "attune-migrate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            db.upgradedb()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def resolve(ref: str, packs_paths: Sequence[Path], max_depth: int = 5) -> WorkflowPlan:
@@ -143,7 +156,7 @@ def run_plan(
     """Run a resolved workflow through `dag.test()` (parameters already checked) and collect it.
 
     With `run_after` (an aware datetime) the run's logical date and run-after are that
-    instant, so its run id is `planned_run_id(run_after)`; else Airflow picks them.
+    instant, so its run id is `planned_run_id(run_after)`; else they are now.
     `migrate=False` skips `ensure_database()` for a caller that has just done it.
     """
     from attune_provider.dag_factory.compiler import build_dag
@@ -151,20 +164,44 @@ def run_plan(
     dag = build_dag(plan)
     if migrate:
         ensure_database()
-    when: dict[str, Any] = {}
-    if run_after is not None:
-        from airflow.sdk import timezone
+    from airflow.sdk import timezone
 
-        instant = timezone.coerce_datetime(run_after)
-        when = {"logical_date": instant, "run_after": instant}
+    instant = timezone.coerce_datetime(run_after or timezone.utcnow())
     deadlines: Any = contextlib.nullcontext()
     if _asks_humans(plan):  # no scheduler under dag.test(): time out unanswered inquiries here
         from attune_provider.operators.inquiry import answer_deadlines
 
         deadlines = answer_deadlines()
     with deadlines:
-        dag_run = dag.test(run_conf=dict(params), **when)
-    return collect(plan, dag_run.run_id)
+        _test_run(dag, params, instant)
+    return collect(plan, planned_run_id(instant))
+
+
+SYNC_ATTEMPTS = 5
+
+
+def _test_run(dag: Any, params: Mapping[str, Any], instant: datetime) -> None:
+    """`dag.test()` at `instant`, again when it failed writing the DAGs before its run began.
+
+    `dag.test()` first writes the DAGs of the folder to the database: two runs started
+    together on a database that does not know them yet both insert them, and one fails
+    on a unique constraint (or on SQLite's lock) before its run exists. Once the other
+    has written them, trying again succeeds; a failure after the run began is raised.
+    """
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(1, SYNC_ATTEMPTS + 1):
+        try:
+            dag.test(run_conf=dict(params), logical_date=instant, run_after=instant)
+            return
+        except DBAPIError:
+            if settings.Session is not None:
+                settings.Session.remove()  # its transaction was rolled back: start a new one
+            if attempt == SYNC_ATTEMPTS or DagRun.find(dag_id=dag.dag_id, run_id=planned_run_id(instant)):
+                raise
+            time.sleep(random.uniform(0.2, 1.0) * attempt)
 
 
 def _asks_humans(plan: WorkflowPlan) -> bool:

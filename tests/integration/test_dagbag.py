@@ -65,7 +65,9 @@ def test_good_workflows_load_beside_broken_ones(dagbag: DagBag, tmp_path: Path) 
     assert f"{packs}/bad/workflows/w.yaml:3:1: error: invalid YAML" in message
     header = message.splitlines()[0]
     assert "workflows left out: good2.broken" in header
-    assert f"files that could not be used (what they define is left out): {packs}/bad/workflows/w.yaml" in header
+    assert f"files that could not be used (what they define is left out): {packs}/bad/workflows/w.yaml" in (
+        header
+    )
 
 
 def test_dag_carries_workflow_metadata_and_typed_params(dagbag: DagBag) -> None:

@@ -120,13 +120,21 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def attune(workdir: Path, *args: str, packs: str = "packs") -> subprocess.CompletedProcess[str]:
-    """`attune-airflow run ARGS --packs PACKS` in `workdir`, on the session's AIRFLOW_HOME."""
-    env = dict(os.environ)  # AIRFLOW_HOME is the session's (tests/conftest.py)
+def run_command(*args: str, packs: str = "packs", home: Path | None = None) -> dict[str, Any]:
+    """The arguments of a subprocess running `attune-airflow run ARGS --packs PACKS` on the
+    session's AIRFLOW_HOME (tests/conftest.py), or on `home`."""
+    env = dict(os.environ)
     env.pop("ATTUNE_PACKS_PATH", None)
     env.pop("AIRFLOW__ATTUNE__PACKS_PATH", None)
+    if home is not None:
+        env["AIRFLOW_HOME"] = str(home)
     command = [sys.executable, "-m", "attune_provider", "run", *args, "--packs", packs]
-    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    return {"args": command, "env": env, "text": True}
+
+
+def attune(workdir: Path, *args: str, packs: str = "packs") -> subprocess.CompletedProcess[str]:
+    """`attune-airflow run ARGS --packs PACKS` in `workdir`, on the session's AIRFLOW_HOME."""
+    return subprocess.run(**run_command(*args, packs=packs), cwd=workdir, capture_output=True, timeout=300)
 
 
 def json_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -187,6 +195,19 @@ def test_json_success(airflow_db: None, workdir: Path) -> None:
     assert "ACTION-STDOUT-MARKER" in proc.stderr
     assert "CHILD-STDOUT-MARKER" in proc.stderr
     assert "DAG TEST" in proc.stderr
+
+
+def test_runs_started_together_on_a_new_home_all_finish(workdir: Path, tmp_path: Path) -> None:
+    """Each migrates the new database and writes the DAGs: they must not trip on each other."""
+    command = run_command("rc.ok", "-p", "n=1", "-p", "s=x", "--json", home=tmp_path / "home")
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    procs = [subprocess.Popen(**command, cwd=workdir, **pipes) for _ in range(3)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr[-3000:]
+    results = [json.loads(stdout) for stdout, _ in outputs]
+    assert [result["status"] for result in results] == ["succeeded"] * 3
+    assert len({result["run_id"] for result in results}) == 3
 
 
 def test_json_failure_still_renders_the_output(airflow_db: None, workdir: Path) -> None:
