@@ -212,11 +212,13 @@ def _asks_humans(plan: WorkflowPlan) -> bool:
 
 def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
     """Read task states and XComs of a finished run from the metadata database."""
+    from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
+        run_state = session.query(DagRun.state).filter_by(dag_id=plan.ref, run_id=run_id).scalar()
         tis = session.query(TaskInstance).filter_by(dag_id=plan.ref, run_id=run_id).all()
         rows = session.query(XComModel).filter_by(dag_id=plan.ref, run_id=run_id).all()
         xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
@@ -226,6 +228,9 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
     result = RunResult(plan.ref, run_id, report.get("status") or "failed", vars=report.get("vars") or {})
     result.output = xcoms.get((OUTCOME_TASK_ID, "return_value"))
     result.reasons = list(report.get("reasons") or [])
+    if run_state != "success" and result.status == "succeeded":  # the last step itself died
+        result.status = "failed"
+        result.reasons.append(f"the DAG run ended {run_state}")
     result.xcoms = xcoms
     reported = report.get("tasks") or {}
     for name in plan.tasks:

@@ -36,10 +36,16 @@ class _AttuneUndefined(jinja2.ChainableUndefined):
 
 def _finalize(value: Any) -> Any:
     """Inside a larger string, null and missing values print as nothing, not 'None'; a
-    scope read lazily (`vars`, `pack`, `task`) prints as the data it holds."""
+    scope read lazily (`vars`, `pack`, `task`) prints as the data it holds; a method
+    (`d.items` where `d` has no key `items`) is no value, and a lazy sequence (`range`,
+    `map`) prints as its list."""
     if value is None or isinstance(value, jinja2.Undefined):
         return ""
     if isinstance(value, Mapping) and not isinstance(value, dict):
+        return _strip_undefined(value)
+    if callable(value):
+        return ""
+    if isinstance(value, (range, Iterator)):
         return _strip_undefined(value)
     return value
 
@@ -160,10 +166,10 @@ def _has_syntax(text: str) -> bool:
 
 
 def _single_expression(template: str) -> nodes.Expr | None:
-    """The expression of a template that is exactly one `{{ ... }}`, else None: any text
-    around it, whitespace or a YAML block scalar's final newline included, makes it a
-    string template (LANGUAGE.md section 4; Jinja's `{{-`/`-}}` strip explicitly)."""
-    if "{{" not in template:
+    """The expression of a template that is exactly one `{{ ... }}`, else None: anything
+    around it (whitespace, a YAML block scalar's final newline, a `{# comment #}`) makes it
+    a string template (LANGUAGE.md section 4)."""
+    if not (template.startswith("{{") and template.endswith("}}")):
         return None
     try:
         tree = ENV.parse(template)
@@ -194,10 +200,12 @@ def _compile(source: str) -> TemplateExpression | jinja2.Template:
 
 def _strip_undefined(value: Any) -> Any:
     """Missing values never leave this module: they become None, also inside containers;
-    scopes read lazily (any Mapping) leave it as plain dicts."""
-    if isinstance(value, jinja2.Undefined):
+    scopes read lazily (any Mapping) leave it as plain dicts. A template's value is data:
+    a method where a key was missing (`d.items`) is None, a lazy sequence (`range(3)`,
+    `map(...)` without `| list`) its list."""
+    if isinstance(value, jinja2.Undefined) or callable(value):
         return None
-    if isinstance(value, list):
+    if isinstance(value, (list, range, Iterator)):
         return [_strip_undefined(item) for item in value]
     if isinstance(value, tuple):
         return tuple(_strip_undefined(item) for item in value)

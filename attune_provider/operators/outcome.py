@@ -8,6 +8,7 @@ the calling task: the child's output is that task's result, its outcome the task
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema
@@ -23,18 +24,29 @@ from attune_provider.operators.scope import TaskScopeBuilder
 from attune_provider.operators.secrets import redact_secrets
 
 
+def _render_data(template: Any, scope: dict[str, Any]) -> Any:
+    """`template` rendered to JSON data (the output is an XCom and the `run --json` result),
+    or TemplateRenderError."""
+    value = render(template, scope)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TemplateRenderError(f"not JSON data: {exc}") from None
+    return value
+
+
 def render_output(output_map: Any, scope: dict[str, Any]) -> tuple[Any, str | None]:
     """Render `output_map` as far as it can be: a key that fails to render is null."""
     if not isinstance(output_map, dict):
         try:
-            return render(output_map, scope), None
+            return _render_data(output_map, scope), None
         except TemplateRenderError as exc:
             return None, f"output could not be rendered: {exc}"
     output: dict[str, Any] = {}
     problems = []
     for key, template in output_map.items():
         try:
-            output[key] = render(template, scope)
+            output[key] = _render_data(template, scope)
         except TemplateRenderError as exc:
             output[key] = None
             problems.append(f"output '{key}' could not be rendered: {exc}")

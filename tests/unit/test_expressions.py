@@ -71,11 +71,13 @@ def test_env_is_the_sandboxed_singleton() -> None:
         ("{{ [1, 2] }}", [1, 2]),
         ("{{ {'a': 1} }}", {"a": 1}),
         ("{{- parameters.count -}}", 3),
-        ("  {{- parameters.count -}}\n", 3),  # Jinja's whitespace control strips the text
         ("{{ parameters.count + 1 }}", 4),
         ("{{ task.t1.result }}", {"id": 7, "tags": ["x", "y"]}),
         ("{{ '[1, 2]' }}", "[1, 2]"),
         ("{{ 'true' }}", "true"),
+        ("{{ task.t1.result.keys }}", None),  # no key `keys`: a method is no value
+        ("{{ range(3) }}", [0, 1, 2]),  # a lazy sequence is its list
+        ("{{ parameters.items | map('upper') }}", ["A", "B"]),
     ],
 )
 def test_single_expression_returns_native_value(template: str, expected: Any) -> None:
@@ -86,6 +88,10 @@ def test_single_expression_returns_native_value(template: str, expected: Any) ->
 
 def test_mixed_strings_render_to_strings() -> None:
     assert r(" {{ 5 }} ") == " 5 "
+    assert r("  {{- parameters.count -}}\n") == "3"  # Jinja strips the text, still a string
+    assert r("{# note #}{{ 1 }}") == "1"
+    assert r("s={{ task.t1.result.items }}") == "s="  # a method is no value
+    assert r("r={{ range(2) }}") == "r=[0, 1]"
     assert r("{{ parameters.count }}\n") == "3\n"  # a block scalar's newline: a string
     assert r("{{ 4 }}2") == "42"
     assert r("{{ vars.greeting }} {{ parameters.name }}") == "hello world"
@@ -402,8 +408,23 @@ def test_analyse_of_the_skeleton_equals_analyse_of_the_whole_text() -> None:
 
     texts = ["", "x", "a b ", "\n", "l1\nl2\n", "}", "{", "#", "%}", "-", "{{", "}}", "{#c#}", "{% if a %}"]
     expressions = [
-        "parameters.a", "vars.x.y", "task.t.result['k']", "a | upper", "a._b", "", "a +", "1 if b else 2",
-        "item", "x\n.y", "'s'", '"}}"', "{'k': 1}", "-a-", "a.b(c)", "range(3)", "undefined_filter | nope",
+        "parameters.a",
+        "vars.x.y",
+        "task.t.result['k']",
+        "a | upper",
+        "a._b",
+        "",
+        "a +",
+        "1 if b else 2",
+        "item",
+        "x\n.y",
+        "'s'",
+        '"}}"',
+        "{'k': 1}",
+        "-a-",
+        "a.b(c)",
+        "range(3)",
+        "undefined_filter | nope",
     ]
     rng = random.Random(7)
     skeletons = 0
