@@ -131,14 +131,27 @@ class Graph:
                 stack.extend(self.successors[current])
         return seen
 
-    def find_cycle(self) -> list[Edge] | None:
-        """One cycle as its edges, the last being the transition that closes it, or None.
+    def cycles(self) -> list[list[Edge]]:
+        """Cycles until none is left, each as from `find_cycle`, the next one searched
+        without the transitions that closed the ones before (so that each is reported
+        once, and breaking them all leaves no cycle)."""
+        found: list[list[Edge]] = []
+        closing: set[Edge] = set()
+        while (cycle := self.find_cycle(closing)) is not None:
+            found.append(cycle)
+            closing.add(cycle[-1])
+        return found
+
+    def find_cycle(self, without: set[Edge] | frozenset[Edge] = frozenset()) -> list[Edge] | None:
+        """One cycle as its edges, the last being the transition that closes it, or None;
+        the transitions `without` left out.
 
         A depth-first search with its own stack (a chain of thousands of tasks is valid and
         must not hit Python's recursion limit)."""
         out: dict[str, list[Edge]] = {name: [] for name in self.tasks}
         for transition in self.edges:
-            out[transition.source].append(transition)
+            if transition not in without:
+                out[transition.source].append(transition)
         done: set[str] = set()
         for root in self.tasks:
             if root in done:

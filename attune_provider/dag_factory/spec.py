@@ -64,15 +64,28 @@ class Node(BaseModel):
         return key_location(self._source, key, self.loc())
 
 
+class ItemError(ValueError):
+    """A field validator's error about the `index`-th item of a list: reported at that
+    item's position, not at the list's."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 def _targets(value: Any) -> Any:
     """`on_success: a` and `on_success: [a, b]` both become a tuple of names."""
     if value is None:
         return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    message = "expected a task name or a list of task names"
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ItemError(message, index)
         return tuple(value)
-    raise ValueError("expected a task name or a list of task names")
+    raise ValueError(message)
 
 
 class DecisionBranch(Node):
@@ -146,9 +159,11 @@ class Task(Node):
     def _publish_shape(cls, value: Any) -> Any:
         if isinstance(value, dict):
             raise ValueError("publish is a list of one-key mappings, e.g. '- name: \"{{ ... }}\"'")
-        for entry in value or ():
+        for index, entry in enumerate(value or ()):
             if not isinstance(entry, dict) or len(entry) != 1:
-                raise ValueError("each publish entry is a mapping with exactly one key: '- var: template'")
+                raise ItemError(
+                    "each publish entry is a mapping with exactly one key: '- var: template'", index
+                )
         return value
 
     @property
@@ -345,6 +360,9 @@ def _error_location(data: Any, error: Any, path: list[Any], fallback: Location) 
         if error["type"] == "missing":
             return getattr(parent, "loc", fallback)
         return key_location(parent, path[-1], locate(data, path[:-1], fallback))
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ItemError):
+        return locate(data, [*path, cause.index], fallback)
     return locate(data, path, fallback)
 
 

@@ -188,8 +188,7 @@ def check_graph(workflow: Workflow) -> list[Problem]:
     """Cycles (at the closing transition), no entry task, unreachable tasks."""
     problems: list[Problem] = []
     graph = Graph.build(workflow.tasks)
-    cycle = graph.find_cycle()
-    if cycle:
+    for cycle in graph.cycles():
         names = " -> ".join([edge.source for edge in cycle] + [cycle[-1].target])
         closing = cycle[-1]
         problems.append(

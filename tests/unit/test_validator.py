@@ -309,6 +309,56 @@ def test_no_entry_task(packs):
     ]
 
 
+def test_every_cycle_is_reported(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - {name: e, action: core.noop, on_success: [a, c]}
+                  - {name: a, action: core.noop, on_success: b, on_failure: a}
+                  - {name: b, action: core.noop, on_success: a}
+                  - {name: c, action: core.noop, on_success: d}
+                  - {name: d, action: core.noop, on_success: c}
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "4:61: error: cycle: a -> a",
+        "5:46: error: cycle: a -> b -> a",
+        "7:46: error: cycle: c -> d -> c",
+    ]
+
+
+def test_a_bad_list_item_is_reported_at_the_item(packs):
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.noop
+                    on_success:
+                      - b
+                      - 5
+                    publish:
+                      - v1: ok
+                      - v2: 1
+                        v3: 2
+                  - name: b
+                    action: core.noop
+            """
+        },
+    )
+    assert packs.problems(WF) == [
+        "7:9: error: invalid value for 'tasks.0.on_success': expected a task name or a list of task names",
+        "10:9: error: invalid value for 'tasks.0.publish': each publish entry is a mapping with exactly one"
+        " key: '- var: template'",
+    ]
+
+
 def test_unreachable_tasks_are_warnings(packs):
     packs.pack(
         "p",
