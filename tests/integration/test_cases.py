@@ -17,11 +17,12 @@ A case file holds:
   when the workflow must be refused before anything runs.
 
 Expected values compare strictly (`1` is not `true`, `4` is not `"4"`). The string
-`${run_id}` in an expected value stands for the run's id.
+`${run_id}` in an expected value stands for the run's id, `${user}` for who runs the tests.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -71,7 +72,7 @@ def _canonical(value: Any) -> str:
 
 def _substitute(value: Any, run_id: str) -> Any:
     if isinstance(value, str):
-        return value.replace("${run_id}", run_id)
+        return value.replace("${run_id}", run_id).replace("${user}", getpass.getuser())
     if isinstance(value, list):
         return [_substitute(item, run_id) for item in value]
     if isinstance(value, dict):
