@@ -103,8 +103,8 @@ def test_parameters_reach_the_child_as_environment_variables(
           - name: local
             action: core.local
             input:
-              cmd: 'echo "$GREETING from $(pwd)"; echo "${{ATTUNE_PARAM_CMD:-no cmd var}}"'
-              env: {{GREETING: hi}}
+              cmd: 'echo "$GREETING from $(pwd)"; echo "${{ATTUNE_PARAM_CMD:-no cmd var}}"; echo $N $O'
+              env: {{GREETING: hi, N: 42, O: {{a: [1, true]}}}}
               cwd: "{tmp_path}"
             on_success: script
           - name: script
@@ -123,7 +123,7 @@ def test_parameters_reach_the_child_as_environment_variables(
         'ATTUNE_PARAM_TAGS=["a", 1]',
     ]
     assert result.xcom("local") == {
-        "stdout": f"hi from {tmp_path}\nno cmd var",
+        "stdout": f"hi from {tmp_path}\nno cmd var\n42 {{\"a\": [1, true]}}",
         "stderr": "",
         "return_code": 0,
     }
