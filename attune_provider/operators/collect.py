@@ -1,9 +1,9 @@
 """The `attune_outcome` task of a with_items task or a parallel group.
 
 It turns many Airflow task instances (mapped executions, or group members) into the one
-outcome the Attune task has: failed when any execution or member failed, else succeeded
-with the results in item order (or by member), and then publishes, decides and routes
-exactly like a plain task.
+outcome the Attune task has: failed when any execution failed or any member did not
+succeed, else succeeded with the results in item order (or by member), and then
+publishes, decides and routes exactly like a plain task.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT
+from attune_provider.dag_factory.expressions import TemplateRenderError
+from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome, combine, pull, pull_all
 from attune_provider.operators.scope import TaskScopeBuilder
@@ -68,13 +69,27 @@ class GroupOutcomeOperator(AttuneOperator):
         return combined.status, combined.result, combined.error, total
 
     def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
+        """LANGUAGE.md: "the group succeeds only if every member succeeds, else fails"; a
+        member skipped by its own `when` did not succeed. Skipped when the group was not
+        reached (then every member skipped without running)."""
         names = [m.name for m in self.spec.tasks]
         outcomes = dict(zip(names, builder.outcomes.read_many(names), strict=True))
-        if all(o.status == SKIPPED for o in outcomes.values()):
+        if all(o.status == SKIPPED for o in outcomes.values()) and not self._reached(builder):
             return SKIPPED, None, None, None
         results = {name: o.result for name, o in outcomes.items()}
-        failed = [name for name, o in outcomes.items() if o.status in (FAILED, TIMEOUT)]
+        failed = [name for name, o in outcomes.items() if o.status != SUCCEEDED]
         if failed:
-            message = "member(s) failed: " + ", ".join(failed)
+            message = "member(s) did not succeed: " + ", ".join(f"{n} ({outcomes[n].status})" for n in failed)
             return FAILED, results, {"type": "ParallelFailed", "message": message, "members": failed}, None
         return SUCCEEDED, results, None, None
+
+    def _reached(self, builder: TaskScopeBuilder) -> bool:
+        """Whether the group's gate was open: routed to, and its own `when` true (what its
+        members checked before their own `when`)."""
+        if not self.routed_to(builder):
+            return False
+        try:
+            vars_ = builder.vars_before(self.task_name)
+            return self._false_when(builder.scope(vars_)) is None
+        except TemplateRenderError:
+            return False
