@@ -44,7 +44,12 @@ def mask(value: Any) -> None:
         return
     from airflow.sdk.log import mask_secret
 
-    mask_secret(str(value))
+    text = str(value)
+    mask_secret(text)
+    if "\n" in text or "\r" in text:  # output is logged line by line: each line is a secret too
+        for line in text.splitlines():
+            if line.strip():
+                mask_secret(line)
     _mask_in_process_logs()
 
 

@@ -213,3 +213,49 @@ def test_pack_config_is_defaults_overridden_by_the_variable_and_validated(
         assert read.error is not None and read.error["type"] == "TemplateRenderError"
         assert expected["error"] in read.error["message"]
         assert "invalid configuration of pack 't'" in read.error["message"]
+
+
+MULTILINE_WORKFLOW = """
+    ref: t.multiline
+    tasks:
+      - name: shell
+        action: core.local
+        input:
+          cmd: 'printf "%s\\n" "$S"'
+          env: {S: "{{ kv.get_secret('attune_test_lines') }}"}
+        on_success: python
+      - name: python
+        action: t.show
+        input: {token: "{{ kv.get_secret('attune_test_lines') }}"}
+"""
+LINES = ("multi-line-first-7c1e", "second-line-of-it-2d4f")
+
+
+def test_a_secret_of_several_lines_is_masked_line_by_line(airflow_db: None, tmp_path: Path) -> None:
+    """Output is logged one line at a time: no line of the secret shows in clear."""
+    write_pack(
+        tmp_path,
+        "t",
+        {
+            "workflows/multiline.yaml": MULTILINE_WORKFLOW,
+            "actions/show.yaml": SHOW,
+            "actions/show.py": SHOW_PY,
+        },
+    )
+    env = {**os.environ, "AIRFLOW_VAR_ATTUNE_TEST_LINES": "\n".join(LINES)}
+    command = [
+        sys.executable,
+        "-m",
+        "attune_provider",
+        "run",
+        "t.multiline",
+        "--packs",
+        str(tmp_path),
+        "--json",
+    ]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["tasks"] == {"shell": "succeeded", "python": "succeeded"}
+    for line in LINES:
+        assert line not in proc.stdout + proc.stderr
+    assert "[stdout] ***" in proc.stderr and "printed ***" in proc.stderr
