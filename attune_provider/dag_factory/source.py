@@ -204,11 +204,28 @@ def load_yaml_text(text: str, display_name: str, max_bytes: int = DEFAULT_MAX_FI
         where = Location(display_name, mark.line + 1, mark.column + 1) if mark else start
         what = " ".join(part for part in (exc.context, exc.problem) if part)
         return LoadedYaml(None, [Problem(where, f"invalid YAML: {what}")])
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses, at its position
+        where = _position(display_name, text, exc.position)
+        return LoadedYaml(
+            None,
+            [Problem(where, f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}")],
+        )
     except yaml.YAMLError as exc:
         return LoadedYaml(None, [Problem(start, f"invalid YAML: {exc}")])
     finally:
         loader.dispose()
     return LoadedYaml(data, builder.duplicates)
+
+
+def _position(display_name: str, text: str | bytes, offset: int) -> Location:
+    """The 1-based line and column of character `offset` of `text` (of byte `offset`, for
+    bytes: the column then counts the characters before it on its line)."""
+    if isinstance(text, bytes):
+        line_start = text.rfind(b"\n", 0, offset) + 1
+        before = text[line_start:offset].decode("utf-8", errors="replace")
+        return Location(display_name, text.count(b"\n", 0, offset) + 1, len(before) + 1)
+    line_start = text.rfind("\n", 0, offset) + 1
+    return Location(display_name, text.count("\n", 0, offset) + 1, offset - line_start + 1)
 
 
 def load_yaml_file(path: Path, display_name: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedYaml:
@@ -218,9 +235,14 @@ def load_yaml_file(path: Path, display_name: str, max_bytes: int = DEFAULT_MAX_F
         size = path.stat().st_size
         if size > max_bytes:
             return LoadedYaml(None, [Problem(start, f"file is larger than the limit of {max_bytes} bytes")])
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         return LoadedYaml(None, [Problem(start, f"cannot read file: {exc}")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # at the first byte that is not UTF-8
+        message = f"file is not UTF-8: byte 0x{raw[exc.start]:02x} cannot be decoded ({exc.reason})"
+        return LoadedYaml(None, [Problem(_position(display_name, raw, exc.start), message)])
     return load_yaml_text(text, display_name, max_bytes)
 
 

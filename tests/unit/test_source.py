@@ -4,8 +4,15 @@ what is refused, on the YAML features a hand-written pack may use."""
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
-from attune_provider.dag_factory.source import Location, MarkedDict, MarkedList, load_yaml_text
+from attune_provider.dag_factory.source import (
+    Location,
+    MarkedDict,
+    MarkedList,
+    load_yaml_file,
+    load_yaml_text,
+)
 
 
 def _load(text: str) -> tuple[object, list[str]]:
@@ -54,6 +61,19 @@ def test_what_is_refused_is_named_with_its_place() -> None:
     assert _load("a: !custom 1\n")[1][0].startswith(unknown_tag)
     assert _load("a: [1\n")[1][0].startswith("f.yaml:2:1: error: invalid YAML:")
     assert _load("") == (None, [])
+    control = (
+        "f.yaml:2:9: error: invalid YAML: unacceptable character #x0000: control characters are not allowed"
+    )
+    assert _load("ref: p.w\nlabel: a\x00b\n")[1] == [control]
+
+
+def test_a_file_that_is_not_utf8_is_refused_at_the_bad_byte(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_bytes(b'ref: p.w\nlabel: "\xc3\xa9 caf\xe9"\n')  # a UTF-8 "é", then a Latin-1 one
+    problems = [problem.format() for problem in load_yaml_file(path, "w.yaml").problems]
+    assert problems == [
+        "w.yaml:2:14: error: file is not UTF-8: byte 0xe9 cannot be decoded (invalid continuation byte)"
+    ]
 
 
 def test_tagged_collections_load_as_pyyaml_safe_load_does() -> None:
