@@ -126,6 +126,11 @@ def schema_problems(schema: Any, where: Callable[[Sequence[Any]], Location], wha
     return [error(where(list(path)), message.replace("{what}", what))]
 
 
+def _misused(keyword: str, value: Any) -> bool:
+    """An inline keyword that is neither Attune's boolean nor (`required`) JSON Schema's list."""
+    return not isinstance(value, bool) and not (keyword == "required" and isinstance(value, list))
+
+
 def _inline_property(prop: dict[str, Any]) -> dict[str, Any]:
     """A parameter's schema without Attune's inline `required: true` and `secret`."""
     return {
@@ -147,7 +152,16 @@ def _parameter_schemas(owner: Any, kind: str) -> list[Problem]:
     problems: list[Problem] = []
     for name, prop in owner.parameters.items():
         what = f"parameter '{name}' of {kind}"
-        problems += schema_problems(_inline_property(prop), _below(owner, "parameters", name), what)
+        wrong = [
+            key for key in INLINE_KEYWORDS if isinstance(prop, dict) and _misused(key, prop.get(key, False))
+        ]
+        for key in wrong:
+            message = f"'{key}' of {what} must be true or false"
+            if key == "required":
+                message += " (or, for an object, JSON Schema's list of its required keys)"
+            problems.append(error(owner.loc("parameters", name, key), message))
+        if not wrong:
+            problems += schema_problems(_inline_property(prop), _below(owner, "parameters", name), what)
     if owner.output is not None:
         problems += schema_problems(owner.output, _below(owner, "output"), f"output of {kind}")
     return problems

@@ -674,7 +674,8 @@ def test_invalid_json_schemas_in_workflows(packs):
     assert packs.problems(WF) == [
         "4:11: error: invalid JSON Schema for parameter 'a' of workflow 'p.w':"
         " 'strin' is not valid under any of the given schemas",
-        "10:31: error: invalid JSON Schema for parameter 'd' of workflow 'p.w': 'x' is not of type 'array'",
+        "10:31: error: 'required' of parameter 'd' of workflow 'p.w' must be true or false (or, for an"
+        " object, JSON Schema's list of its required keys)",
         "11:1: warning: " + NO_OUTPUT_MAP,
         "14:15: error: invalid JSON Schema for output of workflow 'p.w':"
         " 5 is not valid under any of the given schemas",
