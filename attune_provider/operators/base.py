@@ -20,7 +20,7 @@ from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, fired_
 from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.dag_factory.spec import Task
 from attune_provider.exceptions import ParameterError
-from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome
+from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome, subworkflow_deadline
 from attune_provider.operators.retry import retry_refused
 from attune_provider.operators.runners.base import error_of
 from attune_provider.operators.scope import SubworkflowNotStarted, TaskScopeBuilder
@@ -137,6 +137,9 @@ class AttuneOperator(BaseOperator):
         """
         if not self.routed_to(builder):
             self.skip(context, "no inbound transition fired")
+        deadline = subworkflow_deadline(self.plan, context["ti"])
+        if deadline is not None and time.time() >= deadline[0]:
+            self.skip(context, f"the subworkflow's timeout of {deadline[1]:g}s has passed")
         try:
             vars_ = builder.vars_before(self.task_name)
             scope = builder.scope(vars_)

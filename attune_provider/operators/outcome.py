@@ -9,6 +9,7 @@ the calling task: the child's output is that task's result, its outcome the task
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import jsonschema
@@ -19,7 +20,14 @@ from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOU
 from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID, Task
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.outcomes import OUTCOME_KEY, WORKFLOW_KEY, Outcome, OutcomeReader, pull
+from attune_provider.operators.outcomes import (
+    OUTCOME_KEY,
+    WORKFLOW_KEY,
+    Outcome,
+    OutcomeReader,
+    pull,
+    subworkflow_deadline,
+)
 from attune_provider.operators.scope import TaskScopeBuilder
 from attune_provider.operators.secrets import redact_secrets
 
@@ -121,6 +129,11 @@ class WorkflowOutcomeOperator(AttuneOperator):
         return redact_secrets(output)
 
     def _report_to_parent(self, context: Any, reasons: list[str], output: Any) -> None:
+        deadline = subworkflow_deadline(self.workflow, context["ti"])
+        if deadline is not None and time.time() > deadline[0]:  # whatever the child ended with
+            message = f"task '{self.task_name}' exceeded its timeout of {deadline[1]:g}s"
+            self.report_failure(context, TIMEOUT, {"type": "timeout", "message": message}, output)
+            raise AirflowFailException(message)
         if reasons:
             error = {"type": "WorkflowFailed", "message": "; ".join(reasons)}
             self.report_failure(context, FAILED, error, output)

@@ -15,6 +15,7 @@ from typing import Any
 
 from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT, fired_targets
 from attune_provider.dag_factory.plan import WorkflowPlan
+from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID
 
 OUTCOME_KEY = "attune"
 WORKFLOW_KEY = "workflow"  # the workflow's outcome, pushed by its `attune_outcome` task
@@ -29,6 +30,24 @@ def pull(ti: Any, task_id: str, key: str = "return_value") -> Any:
     task skipped early).
     """
     return ti.xcom_pull(task_ids=task_id, key=key)
+
+
+STARTED_KEY = "started"  # XCom of a subworkflow's input step: when the call began (epoch s)
+
+
+def subworkflow_deadline(plan: WorkflowPlan, ti: Any) -> tuple[float, float] | None:
+    """(deadline, timeout) of the call that runs `plan` as a subworkflow, when the calling
+    task has a `timeout`: the child's whole run counts, from its input step's start."""
+    if plan.parent is None:
+        return None
+    caller, name = plan.parent
+    timeout = caller.tasks[name].timeout
+    if timeout is None:
+        return None
+    started = pull(ti, plan.prefix + SUBWORKFLOW_INPUT_ID, STARTED_KEY)
+    if not isinstance(started, (int, float)):
+        return None
+    return started + timeout, timeout
 
 
 def pull_all(ti: Any, task_id: str, key: str = "return_value") -> list[Any]:

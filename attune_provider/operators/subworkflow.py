@@ -2,7 +2,9 @@
 
 The child workflow's tasks are compiled into the calling task's TaskGroup (they cannot
 wait on another DAG run under `airflow dags test`); they read their parameters from this
-step's return value, and the child's `attune_outcome` reports back to the parent.
+step's return value, and the child's `attune_outcome` reports back to the parent. With a
+`timeout` on the calling task this step records when the call began: a child task that
+would start after the deadline is skipped, and the call's outcome is then `timeout`.
 That return value is an XCom, so secrets in it are stored as `***`; a child task that
 finds one renders the calling task's input again in its own process
 (`scope.run_parameters`).
@@ -10,6 +12,7 @@ finds one renders the calling task's input again in its own process
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from attune_provider.dag_factory.expressions import TemplateRenderError
@@ -17,6 +20,7 @@ from attune_provider.dag_factory.parameters import check_values
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.action import AttuneTaskFailed
 from attune_provider.operators.base import RendersInput
+from attune_provider.operators.outcomes import STARTED_KEY
 from attune_provider.operators.runners.base import error_of
 from attune_provider.operators.secrets import redact_secrets
 
@@ -25,6 +29,8 @@ class SubworkflowInputOperator(RendersInput):
     """Returns the child workflow's parameters (defaults applied, checked)."""
 
     def execute(self, context: Any) -> dict[str, Any]:
+        if self.spec.timeout is not None:  # the child's tasks and outcome step measure from here
+            context["ti"].xcom_push(key=STARTED_KEY, value=time.time())
         ready = self.prepared(context)
         child = self.plan.children[self.task_name]
         try:

@@ -1253,7 +1253,6 @@ def test_options_that_would_be_ignored_are_warnings(packs):
     assert packs.problems(WF) == [
         "2:1: warning: " + NO_OUTPUT_MAP,
         "4:28: warning: 'retry' of task 's' has no effect on a subworkflow (not supported)",
-        "4:47: warning: 'timeout' of task 's' has no effect on a subworkflow (not supported)",
         "7:5: warning: 'input' of parallel task 'g' has no effect (set it on its members)",
     ]
 
