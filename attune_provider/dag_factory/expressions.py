@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, NamedTuple
 
 import jinja2
@@ -45,7 +45,7 @@ def _finalize(value: Any) -> Any:
         return _strip_undefined(value)
     if callable(value):
         return ""
-    if isinstance(value, (range, Iterator)):
+    if isinstance(value, (range, Iterator, KeysView, ItemsView, ValuesView)):
         return _strip_undefined(value)
     return value
 
@@ -201,14 +201,12 @@ def _compile(source: str) -> TemplateExpression | jinja2.Template:
 def _strip_undefined(value: Any) -> Any:
     """Missing values never leave this module: they become None, also inside containers;
     scopes read lazily (any Mapping) leave it as plain dicts. A template's value is data:
-    a method where a key was missing (`d.items`) is None, a lazy sequence (`range(3)`,
-    `map(...)` without `| list`) its list."""
+    a method where a key was missing (`d.items`) is None; a tuple, a lazy sequence
+    (`range(3)`, `map(...)` without `| list`) or a dict view (`d.items()`) its list."""
     if isinstance(value, jinja2.Undefined) or callable(value):
         return None
-    if isinstance(value, (list, range, Iterator)):
+    if isinstance(value, (list, tuple, range, Iterator, KeysView, ItemsView, ValuesView)):
         return [_strip_undefined(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_strip_undefined(item) for item in value)
     if isinstance(value, Mapping):
         return {key: _strip_undefined(item) for key, item in value.items()}
     return value

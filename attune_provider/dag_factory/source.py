@@ -16,8 +16,12 @@ import yaml
 
 try:  # the C-accelerated parser when libyaml is present: several times faster
     from yaml import CSafeLoader as _BaseLoader
+
+    _BYTE_POSITIONS = True  # libyaml reads UTF-8: its reader errors give byte offsets
 except ImportError:  # pragma: no cover - depends on the PyYAML build
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+    _BYTE_POSITIONS = False
 
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 
@@ -205,7 +209,7 @@ def load_yaml_text(text: str, display_name: str, max_bytes: int = DEFAULT_MAX_FI
         what = " ".join(part for part in (exc.context, exc.problem) if part)
         return LoadedYaml(None, [Problem(where, f"invalid YAML: {what}")])
     except yaml.reader.ReaderError as exc:  # a character YAML refuses, at its position
-        where = _position(display_name, text, exc.position)
+        where = _position(display_name, text.encode() if _BYTE_POSITIONS else text, exc.position)
         return LoadedYaml(
             None,
             [Problem(where, f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}")],

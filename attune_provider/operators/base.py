@@ -137,7 +137,7 @@ class AttuneOperator(BaseOperator):
         """
         if not self.routed_to(builder):
             self.skip(context, "no inbound transition fired")
-        deadline = subworkflow_deadline(self.plan, context["ti"])
+        deadline = subworkflow_deadline(self.plan, context["ti"], nested=True)
         if deadline is not None and time.time() >= deadline[0]:
             self.skip(context, f"the subworkflow's timeout of {deadline[1]:g}s has passed")
         try:

@@ -35,19 +35,23 @@ def pull(ti: Any, task_id: str, key: str = "return_value") -> Any:
 STARTED_KEY = "started"  # XCom of a subworkflow's input step: when the call began (epoch s)
 
 
-def subworkflow_deadline(plan: WorkflowPlan, ti: Any) -> tuple[float, float] | None:
+def subworkflow_deadline(plan: WorkflowPlan, ti: Any, nested: bool = False) -> tuple[float, float] | None:
     """(deadline, timeout) of the call that runs `plan` as a subworkflow, when the calling
-    task has a `timeout`: the child's whole run counts, from its input step's start."""
-    if plan.parent is None:
-        return None
-    caller, name = plan.parent
-    timeout = caller.tasks[name].timeout
-    if timeout is None:
-        return None
-    started = pull(ti, plan.prefix + SUBWORKFLOW_INPUT_ID, STARTED_KEY)
-    if not isinstance(started, (int, float)):
-        return None
-    return started + timeout, timeout
+    task has a `timeout`: the child's whole run counts, from its input step's start.
+    `nested`: the earliest deadline of every call it runs inside (a subworkflow of a
+    subworkflow stops starting tasks at its caller's caller's deadline too)."""
+    earliest: tuple[float, float] | None = None
+    while plan.parent is not None:
+        caller, name = plan.parent
+        timeout = caller.tasks[name].timeout
+        started = pull(ti, plan.prefix + SUBWORKFLOW_INPUT_ID, STARTED_KEY) if timeout is not None else None
+        if timeout is not None and isinstance(started, (int, float)):
+            if earliest is None or started + timeout < earliest[0]:
+                earliest = (started + timeout, timeout)
+        if not nested:
+            break
+        plan = caller
+    return earliest
 
 
 def pull_all(ti: Any, task_id: str, key: str = "return_value") -> list[Any]:

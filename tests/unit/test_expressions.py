@@ -77,6 +77,8 @@ def test_env_is_the_sandboxed_singleton() -> None:
         ("{{ 'true' }}", "true"),
         ("{{ task.t1.result.keys }}", None),  # no key `keys`: a method is no value
         ("{{ range(3) }}", [0, 1, 2]),  # a lazy sequence is its list
+        ("{{ (1, 2) }}", [1, 2]),  # a tuple, as in JSON
+        ("{{ {'a': 1}.items() }}", [["a", 1]]),  # a dict view
         ("{{ parameters.items | map('upper') }}", ["A", "B"]),
     ],
 )
@@ -125,7 +127,7 @@ def test_chained_lookups_on_missing_or_none_never_raise() -> None:
 
 def test_undefined_never_leaks_out_of_native_results() -> None:
     result = r("{{ [missing, {'a': missing, 'b': [task.skipped.result.x]}, (missing, 1)] }}")
-    assert result == [None, {"a": None, "b": [None]}, (None, 1)]
+    assert result == [None, {"a": None, "b": [None]}, [None, 1]]  # a tuple is the list it is in JSON
     assert not any(isinstance(v, jinja2.Undefined) for v in (result[0], result[1]["a"], result[2][0]))
 
 

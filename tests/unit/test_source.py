@@ -65,6 +65,9 @@ def test_what_is_refused_is_named_with_its_place() -> None:
         "f.yaml:2:9: error: invalid YAML: unacceptable character #x0000: control characters are not allowed"
     )
     assert _load("ref: p.w\nlabel: a\x00b\n")[1] == [control]
+    assert _load("ref: p.w\nlabel: éé\x00b\n")[1] == [
+        control.replace("2:9:", "2:10:")
+    ]  # characters, not bytes
 
 
 def test_a_file_that_is_not_utf8_is_refused_at_the_bad_byte(tmp_path: Path) -> None:

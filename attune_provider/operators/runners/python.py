@@ -48,10 +48,9 @@ class PythonScriptRunner:
         except Exception as exc:  # noqa: BLE001 - any exception is the action's failure
             raise ActionFailed(error_of(exc)) from exc
         try:
-            json.dumps(result)
+            return json.loads(json.dumps(result))  # JSON data: a tuple becomes the list it is in JSON
         except (TypeError, ValueError) as exc:
             raise ActionFailed({"type": "TypeError", "message": f"result is not JSON-serialisable: {exc}"})
-        return result
 
     def kill(self) -> None:
         return None
