@@ -33,6 +33,6 @@ cat <<TXT
 Next:
   - the same runs in the Airflow UI:  AIRFLOW_HOME=$AIRFLOW_HOME ATTUNE_PACKS_PATH=$ATTUNE_PACKS_PATH \\
       AIRFLOW__CORE__DAGS_FOLDER=$PWD/dags $bin/airflow standalone   (then open http://localhost:8080)
-  - machine-readable result:        $bin/attune-airflow run my_pack.deploy_application -p app_name=shop -p version=1 -p auto_approve=true --json
+  - machine-readable result:        $bin/attune-airflow run my_pack.deploy_application -p app_name=shop -p version=1.4.2 -p auto_approve=true --json
   - write your own pack:            docs/writing-packs.md
 TXT
