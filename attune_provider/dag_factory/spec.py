@@ -65,12 +65,12 @@ class Node(BaseModel):
 
 
 class ItemError(ValueError):
-    """A field validator's error about the `index`-th item of a list: reported at that
+    """A field validator's error about some items of a list (by index): reported at each
     item's position, not at the list's."""
 
-    def __init__(self, message: str, index: int) -> None:
+    def __init__(self, message: str, indexes: list[int]) -> None:
         super().__init__(message)
-        self.index = index
+        self.indexes = indexes
 
 
 def _targets(value: Any) -> Any:
@@ -81,9 +81,9 @@ def _targets(value: Any) -> Any:
         return (value,)
     message = "expected a task name or a list of task names"
     if isinstance(value, list):
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                raise ItemError(message, index)
+        wrong = [index for index, item in enumerate(value) if not isinstance(item, str)]
+        if wrong:
+            raise ItemError(message, wrong)
         return tuple(value)
     raise ValueError(message)
 
@@ -159,11 +159,9 @@ class Task(Node):
     def _publish_shape(cls, value: Any) -> Any:
         if isinstance(value, dict):
             raise ValueError("publish is a list of one-key mappings, e.g. '- name: \"{{ ... }}\"'")
-        for index, entry in enumerate(value or ()):
-            if not isinstance(entry, dict) or len(entry) != 1:
-                raise ItemError(
-                    "each publish entry is a mapping with exactly one key: '- var: template'", index
-                )
+        wrong = [i for i, entry in enumerate(value or ()) if not isinstance(entry, dict) or len(entry) != 1]
+        if wrong:
+            raise ItemError("each publish entry is a mapping with exactly one key: '- var: template'", wrong)
         return value
 
     @property
@@ -352,18 +350,19 @@ def _kind(data: Any) -> str:
     return type(data).__name__
 
 
-def _error_location(data: Any, error: Any, path: list[Any], fallback: Location) -> Location:
+def _error_locations(data: Any, error: Any, path: list[Any], fallback: Location) -> list[Location]:
+    """Where a pydantic error is written: one place, or each item an `ItemError` names."""
     if error["type"] in ("extra_forbidden", "missing") and path:
         parent: Any = data
         for step in path[:-1]:
             parent = parent[step]
         if error["type"] == "missing":
-            return getattr(parent, "loc", fallback)
-        return key_location(parent, path[-1], locate(data, path[:-1], fallback))
+            return [getattr(parent, "loc", fallback)]
+        return [key_location(parent, path[-1], locate(data, path[:-1], fallback))]
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, ItemError):
-        return locate(data, [*path, cause.index], fallback)
-    return locate(data, path, fallback)
+        return [locate(data, [*path, index], fallback) for index in cause.indexes]
+    return [locate(data, path, fallback)]
 
 
 def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, list[Problem]]:
@@ -382,8 +381,8 @@ def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, li
                 continue  # pydantic's follow-up to a failed item, not a problem of its own
             keep_last = error["type"] in ("extra_forbidden", "missing")
             path = _data_path(data, tuple(error["loc"]), keep_last)
-            where = _error_location(data, error, path, fallback)
-            problems.setdefault(where, Problem(where, _describe(error, path, cls)))
+            for where in _error_locations(data, error, path, fallback):
+                problems.setdefault(where, Problem(where, _describe(error, path, cls)))
         return None, sorted(problems.values(), key=lambda p: p.location)
 
 

@@ -7,7 +7,6 @@ Airflow Variables (read only when a template asks for them).
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -147,6 +146,8 @@ DAG_TEST_USER = "dag_test"  # the triggering user `dag.test()` records for every
 
 
 def _process_user() -> str | None:
+    import getpass  # only under dag.test(): a task-time parse does not pay for its import
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a bare container)

@@ -331,7 +331,7 @@ def test_every_cycle_is_reported(packs):
     ]
 
 
-def test_a_bad_list_item_is_reported_at_the_item(packs):
+def test_every_bad_list_item_is_reported_at_the_item(packs):
     packs.pack(
         "p",
         {
@@ -343,19 +343,24 @@ def test_a_bad_list_item_is_reported_at_the_item(packs):
                     on_success:
                       - b
                       - 5
+                      - [c]
                     publish:
                       - v1: ok
                       - v2: 1
                         v3: 2
+                      - bad
                   - name: b
                     action: core.noop
             """
         },
     )
+    targets = "invalid value for 'tasks.0.on_success': expected a task name or a list of task names"
+    publish = "invalid value for 'tasks.0.publish': each publish entry is a mapping with exactly one key:"
     assert packs.problems(WF) == [
-        "7:9: error: invalid value for 'tasks.0.on_success': expected a task name or a list of task names",
-        "10:9: error: invalid value for 'tasks.0.publish': each publish entry is a mapping with exactly one"
-        " key: '- var: template'",
+        f"7:9: error: {targets}",
+        f"8:9: error: {targets}",
+        f"11:9: error: {publish} '- var: template'",
+        f"13:9: error: {publish} '- var: template'",
     ]
 
 
