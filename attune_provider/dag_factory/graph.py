@@ -179,35 +179,41 @@ class Graph:
         return None
 
 
+def fired_keys(task: Task, outcome: str) -> tuple[str, ...]:
+    """The transition keys an outcome fires (LANGUAGE.md section 3): `succeeded` its
+    `decision` (which then governs the success path) or else `on_success`; `failed`
+    `on_failure`; `timeout` `on_timeout` if the task has one, else `on_failure`; each of
+    them `on_complete`; `skipped` nothing."""
+    if outcome == SUCCEEDED:
+        primary = "decision" if task.decision else "on_success"
+    elif outcome == FAILED:
+        primary = "on_failure"
+    elif outcome == TIMEOUT:
+        primary = "on_timeout" if task.on_timeout else "on_failure"
+    else:
+        return ()
+    return primary, "on_complete"
+
+
 def handles(task: Task, outcome: str) -> bool:
     """Whether the task names a transition for `outcome` (a handled failure)."""
-    if outcome == FAILED:
-        return bool(task.on_failure or task.on_complete)
-    if outcome == TIMEOUT:
-        return bool(task.on_timeout or task.on_failure or task.on_complete)
-    return True
+    if outcome not in (FAILED, TIMEOUT):
+        return True
+    return any(getattr(task, key) for key in fired_keys(task, outcome))
 
 
 def fired_targets(task: Task, outcome: str, decision_target: str | None = None) -> list[str]:
-    """The targets (task names or reserved words) an outcome fires, in order, without repeats.
-
-    A task with a `decision` fires on success only what it picked (`decision_target`),
-    never its `on_success`: the decision governs the success path."""
-    if outcome == SUCCEEDED:
-        if task.decision:
-            primary: Sequence[str] = (decision_target,) if decision_target else ()
-        else:
-            primary = task.on_success
-    elif outcome == FAILED:
-        primary = task.on_failure
-    elif outcome == TIMEOUT:
-        primary = task.on_timeout or task.on_failure
-    else:
-        return []
+    """The targets (task names or reserved words) an outcome fires, in order, without repeats;
+    of a decision, only what it picked (`decision_target`)."""
     fired: list[str] = []
-    for target in (*primary, *task.on_complete):
-        if target not in fired:
-            fired.append(target)
+    for key in fired_keys(task, outcome):
+        if key == "decision":
+            targets: Sequence[str] = (decision_target,) if decision_target else ()
+        else:
+            targets = getattr(task, key)
+        for target in targets:
+            if target not in fired:
+                fired.append(target)
     return fired
 
 
@@ -215,15 +221,9 @@ def transition_fires(task: Task, edge: Edge, outcome: str, decision_target: str 
     """Whether an outcome of `task` fires transition `edge` (for `join: all`, which counts
     transitions: `on_success` and `on_complete` naming the same task are two). The entries
     of a decision are one transition, fired when it picked `edge.target`."""
-    if edge.key == "on_complete":
-        return outcome in (SUCCEEDED, FAILED, TIMEOUT)
-    if edge.key == "decision":
-        return outcome == SUCCEEDED and decision_target == edge.target
-    if edge.key == "on_success":
-        return outcome == SUCCEEDED and not task.decision
-    if edge.key == "on_failure":
-        return outcome == FAILED or (outcome == TIMEOUT and not task.on_timeout)
-    return edge.key == "on_timeout" and outcome == TIMEOUT
+    if edge.key not in fired_keys(task, outcome):
+        return False
+    return edge.key != "decision" or decision_target == edge.target
 
 
 def is_reserved(target: str) -> bool:
