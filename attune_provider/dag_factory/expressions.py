@@ -34,6 +34,9 @@ class _AttuneUndefined(jinja2.ChainableUndefined):
     __slots__ = ()
 
 
+_LAZY_SEQUENCES = (range, Iterator, KeysView, ItemsView, ValuesView)  # data as their list
+
+
 def _finalize(value: Any) -> Any:
     """Inside a larger string, null and missing values print as nothing, not 'None'; a
     scope read lazily (`vars`, `pack`, `task`) prints as the data it holds; a method
@@ -45,7 +48,7 @@ def _finalize(value: Any) -> Any:
         return _strip_undefined(value)
     if callable(value):
         return ""
-    if isinstance(value, (range, Iterator, KeysView, ItemsView, ValuesView)):
+    if isinstance(value, _LAZY_SEQUENCES):
         return _strip_undefined(value)
     return value
 
@@ -205,7 +208,7 @@ def _strip_undefined(value: Any) -> Any:
     (`range(3)`, `map(...)` without `| list`) or a dict view (`d.items()`) its list."""
     if isinstance(value, jinja2.Undefined) or callable(value):
         return None
-    if isinstance(value, (list, tuple, range, Iterator, KeysView, ItemsView, ValuesView)):
+    if isinstance(value, (list, tuple, *_LAZY_SEQUENCES)):
         return [_strip_undefined(item) for item in value]
     if isinstance(value, Mapping):
         return {key: _strip_undefined(item) for key, item in value.items()}

@@ -18,7 +18,7 @@ from attune_provider.dag_factory.parameters import check_values
 from attune_provider.dag_factory.plan import ActionPlan
 from attune_provider.exceptions import ParameterError
 from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
-from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of
+from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of, timeout_error
 from attune_provider.operators.runners.registry import get_runner
 from attune_provider.operators.secrets import mask_inputs, redact_secrets
 
@@ -55,11 +55,7 @@ class ActionRunMixin(AttuneOperator):
 def classify(exc: BaseException, timeout: float | None, name: str) -> tuple[str, dict[str, Any], Any]:
     """(status, error, result) of a failed execution."""
     if isinstance(exc, AirflowTaskTimeout):
-        return (
-            TIMEOUT,
-            {"type": "timeout", "message": f"task '{name}' exceeded its timeout of {timeout:g}s"},
-            None,
-        )
+        return TIMEOUT, timeout_error(name, timeout or 0), None
     if isinstance(exc, ActionFailed):
         return FAILED, exc.error, exc.result
     return FAILED, error_of(exc), None

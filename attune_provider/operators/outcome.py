@@ -28,6 +28,7 @@ from attune_provider.operators.outcomes import (
     pull,
     subworkflow_deadline,
 )
+from attune_provider.operators.runners.base import timeout_error
 from attune_provider.operators.scope import TaskScopeBuilder
 from attune_provider.operators.secrets import redact_secrets
 
@@ -131,9 +132,9 @@ class WorkflowOutcomeOperator(AttuneOperator):
     def _report_to_parent(self, context: Any, reasons: list[str], output: Any) -> None:
         deadline = subworkflow_deadline(self.workflow, context["ti"])
         if deadline is not None and time.time() > deadline[0]:  # whatever the child ended with
-            message = f"task '{self.task_name}' exceeded its timeout of {deadline[1]:g}s"
-            self.report_failure(context, TIMEOUT, {"type": "timeout", "message": message}, output)
-            raise AirflowFailException(message)
+            error = timeout_error(self.task_name, deadline[1])
+            self.report_failure(context, TIMEOUT, error, output)
+            raise AirflowFailException(error["message"])
         if reasons:
             error = {"type": "WorkflowFailed", "message": "; ".join(reasons)}
             self.report_failure(context, FAILED, error, output)

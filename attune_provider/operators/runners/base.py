@@ -36,3 +36,8 @@ class Runner(Protocol):
 def error_of(exc: BaseException) -> dict[str, Any]:
     """An exception as the `{type, message}` error of LANGUAGE.md."""
     return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def timeout_error(task_name: str, seconds: float) -> dict[str, Any]:
+    """The error of a task (or a subworkflow call) that exceeded its `timeout`."""
+    return {"type": "timeout", "message": f"task '{task_name}' exceeded its timeout of {seconds:g}s"}
