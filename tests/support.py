@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 PackFiles = Mapping[str, str]
+REPO = Path(__file__).resolve().parent.parent
+DAG_FILES = ("attune_dags.py", "attune_errors.py")
+
+
+def install_dag_files(dags_folder: Path) -> None:
+    """Copy the provider's two DAG files into `dags_folder`, as the README tells users to."""
+    dags_folder.mkdir(parents=True, exist_ok=True)
+    for name in DAG_FILES:
+        shutil.copy(REPO / "dags" / name, dags_folder / name)
 
 
 def write_pack(root: Path, name: str, files: PackFiles) -> Path:

@@ -1,7 +1,8 @@
 """Airflow DAG file: one DAG per valid Attune workflow on the packs path.
 
 Packs are found in ATTUNE_PACKS_PATH / [attune] packs_path (":"-separated), else ./packs.
-Broken workflows are left out and reported as this file's import error.
+Broken workflows are left out; their problems are the import error of attune_errors.py,
+the DAG file to install beside this one.
 """
 
 from attune_provider.dag_factory.factory import dags_for_airflow

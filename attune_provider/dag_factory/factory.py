@@ -1,15 +1,22 @@
-"""The DAG file's one call: every valid workflow on the packs path as a DAG.
+"""The two DAG files' calls: every valid workflow as a DAG, and every problem as an import error.
 
-Isolation: nothing here may raise into the DAG file, because Airflow drops every DAG of
-a file whose import fails (dag-factory's best-known complaint). Each broken workflow is
-left out, and all their problems together become one import error of the DAG file,
-raised by a stand-in DAG's `validate()`: Airflow's DagBag records that as an import error
-(shown in the UI's "Dag Import Errors" and the DAG processor log) and still loads every
-other DAG of the file.
+Isolation: Airflow's DAG processor records one import error per DAG file and marks every
+DAG of a file that has one stale (hidden from the UI and the API), whatever an in-process
+DagBag shows. So the problems are reported from a second DAG file that holds no DAG:
+
+- `dags/attune_dags.py` calls `dags_for_airflow()`: the DAGs of the valid workflows, never
+  an import error (problems go to the DAG processor log);
+- `dags/attune_errors.py` calls `errors_for_airflow()`: nothing when all is well, else a
+  stand-in DAG whose `validate()` raises, which the DagBag records as that file's import
+  error (the UI's "Dag Import Errors", the DAG processor log) without storing a DAG.
+
+Both files read the packs themselves, so each picks up a change on its own next parse.
+The errors file compiles the valid workflows too (a workflow the compiler cannot build is
+left out of the DAG file), unless a compile of the same inputs was recorded in the cache.
 
 Speed (docs/performance.md): pack files and validation reports come from the cache
-(cache.py) when their content is unchanged, and when Airflow parses the file to run one
-task (`get_parsing_context().dag_id` is set) only that workflow and what it calls are
+(cache.py) when their content is unchanged, and when Airflow parses the DAG file to run
+one task (`get_parsing_context().dag_id` is set) only that workflow and what it calls are
 read, validated and compiled.
 """
 
@@ -22,7 +29,7 @@ import os
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.sdk import DAG
 
@@ -33,6 +40,7 @@ from attune_provider.exceptions import AttuneError
 
 log = logging.getLogger(__name__)
 BROKEN_DAG_ID = "attune_broken_workflows"
+ERRORS_FILE = "attune_errors.py"
 
 
 class AttuneImportError(AttuneError):
@@ -52,6 +60,14 @@ def _broken(message: str) -> BrokenWorkflows:
     dag = BrokenWorkflows(dag_id=BROKEN_DAG_ID, schedule=None, auto_register=False)
     dag.attune_message = message
     return dag
+
+
+class Loaded(NamedTuple):
+    """What one parse of the packs gives: the DAGs of the valid workflows (by dag_id), and
+    the import error that names every problem (None when there is none)."""
+
+    dags: dict[str, DAG]
+    problems: str | None
 
 
 def _message(problems: Sequence[Problem], broken: Sequence[str], catalog: Catalog) -> str:
@@ -77,27 +93,28 @@ def _parsing_dag_id() -> str | None:
 
 
 class _Configured:
-    """`build_dags(cache=CONFIGURED)`: the cache of cache.py's settings (or none when off)."""
+    """`load_packs(cache=CONFIGURED)`: the cache of cache.py's settings (or none when off)."""
 
 
 CONFIGURED: Any = _Configured()
 
 
-def _compile(catalog: Catalog, refs: Sequence[str], report: Findings) -> dict[str, Any]:
-    """DAGs of the given (valid) workflows; a compile failure makes its workflow invalid."""
+def _compile(catalog: Catalog, refs: Sequence[str]) -> tuple[dict[str, DAG], dict[str, list[Problem]]]:
+    """DAGs of the given (valid) workflows, and the problem of each one that failed to compile."""
     from attune_provider.dag_factory.compiler import build_dag
     from attune_provider.dag_factory.plan import build_plan
 
     catalog.release_sources()  # validated: the DAGs need no YAML positions
-    dags: dict[str, Any] = {}
+    dags: dict[str, DAG] = {}
+    failed: dict[str, list[Problem]] = {}
     for ref in refs:
         entry = catalog.workflows[ref]
         try:
             dags[ref] = build_dag(build_plan(entry, catalog))
         except Exception as exc:  # noqa: BLE001 - one workflow must not take the others down
             log.exception("could not compile workflow %s", ref)
-            report.invalid_workflows[ref] = [Problem(Location(entry.display), f"could not compile: {exc}")]
-    return dags
+            failed[ref] = [Problem(Location(entry.display), f"could not compile: {exc}")]
+    return dags, failed
 
 
 def _batch(cache: FileCache | None, scope: str) -> contextlib.AbstractContextManager[None]:
@@ -110,7 +127,7 @@ def _scope(kind: str, packs_paths: Sequence[Path]) -> str:
 
 def _task_time_dags(
     packs_paths: Sequence[Path], ref: str, max_depth: int, max_file_bytes: int, cache: FileCache | None
-) -> dict[str, Any]:
+) -> dict[str, DAG]:
     """The one DAG a worker needs to run a task of workflow `ref`, from `ref`'s files only."""
     with _batch(cache, _scope(f"workflow:{ref}", packs_paths)):
         catalog = load_workflow_closure(packs_paths, ref, max_file_bytes, cache=cache)
@@ -122,65 +139,112 @@ def _task_time_dags(
         for problem in report.invalid_workflows[ref]:
             log.error("%s", problem.format())
         return {}
-    return _compile(catalog, [ref], report)
+    return _compile(catalog, [ref])[0]
 
 
-def build_dags(
+class _CompileCheck:
+    """Which valid workflows failed to compile, remembered in the cache for the inputs of a
+    validation report, so that the errors file need not compile what the DAG file did."""
+
+    def __init__(self, cache: FileCache | None, scope: str, catalog: Catalog, max_depth: int) -> None:
+        from attune_provider.dag_factory.cache import fingerprint, validation_inputs
+
+        self.cache, self.scope = cache, f"compiled|{scope}"
+        self.key = fingerprint(validation_inputs(catalog, max_depth)) if cache is not None else ""
+
+    def recorded(self) -> dict[str, list[Problem]] | None:
+        stored = self.cache.report(self.scope, self.key) if self.cache is not None else None
+        return dict(stored) if isinstance(stored, dict) else None
+
+    def record(self, failed: dict[str, list[Problem]]) -> None:
+        if self.cache is not None:
+            self.cache.store_report(self.scope, self.key, dict(failed))
+
+
+def load_packs(
     packs_paths: Sequence[Path],
     max_depth: int = 5,
     *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     cache: FileCache | None = CONFIGURED,
-) -> dict[str, Any]:
-    """DAGs by dag_id, plus the stand-in reporting broken workflows when there are any.
+    want_dags: bool = True,
+) -> Loaded:
+    """The DAGs of the valid workflows and the problems of the others.
 
-    When Airflow parses the DAG file to run a task, only that task's DAG is built.
+    When Airflow parses the DAG file to run a task, only that task's DAG is built. With
+    `want_dags=False` (the errors file) no DAG is kept, and workflows are compiled only
+    when no compile of the same inputs is recorded in the cache.
     """
     if cache is CONFIGURED:
         cache = FileCache.open()
     collecting = gc.isenabled()
     gc.disable()  # building allocates much and frees little: collections would walk it all
     try:
-        return _build(packs_paths, max_depth, max_file_bytes, cache)
+        only = _parsing_dag_id() if want_dags else None
+        if only:
+            return Loaded(_task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache), None)
+        return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags)
     finally:
         if collecting:
             gc.enable()
 
 
-def _build(
-    packs_paths: Sequence[Path], max_depth: int, max_file_bytes: int, cache: FileCache | None
-) -> dict[str, Any]:
-    only = _parsing_dag_id()
-    if only:
-        return _task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache)
-    with _batch(cache, _scope("all", packs_paths)):
+def _load_all(
+    packs_paths: Sequence[Path], max_depth: int, max_file_bytes: int, cache: FileCache | None, want_dags: bool
+) -> Loaded:
+    scope = _scope("all", packs_paths)
+    with _batch(cache, scope):
         catalog = load_catalog(packs_paths, max_file_bytes, cache=cache)
-    report = validate_cached(catalog, max_depth, cache, _scope("all", packs_paths))
+    report: Findings = validate_cached(catalog, max_depth, cache, scope)
     valid = [ref for ref in sorted(catalog.workflows) if ref not in report.invalid_workflows]
-    dags = _compile(catalog, valid, report)
+    check = _CompileCheck(cache, scope, catalog, max_depth)
+    failed = None if want_dags else check.recorded()
+    dags: dict[str, DAG] = {}
+    if failed is None:
+        dags, failed = _compile(catalog, valid)
+        check.record(failed)
     errors = [p for p in report.problems if p.is_error]
-    broken = sorted(report.invalid_workflows)
-    if errors or broken:  # a workflow that failed to compile is broken without an error above
-        for problem in errors:
-            log.error("%s", problem.format())
-        extra = [p for ref in broken for p in report.invalid_workflows[ref] if p not in errors]
-        dags[BROKEN_DAG_ID] = _broken(_message([*errors, *extra], broken, catalog))
-    return dags
+    broken = sorted({*report.invalid_workflows, *failed})
+    if not errors and not broken:
+        return Loaded(dags if want_dags else {}, None)
+    # a workflow that failed to compile, or one invalid through another file, has no error of its own above
+    invalid = {**report.invalid_workflows, **failed}
+    extra = [p for ref in broken for p in invalid[ref] if p not in errors]
+    return Loaded(dags if want_dags else {}, _message([*errors, *extra], broken, catalog))
 
 
-def dags_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, Any]:
-    """What `dags/attune_dags.py` puts into its globals; never raises."""
+def _settings() -> tuple[list[Path], int, int]:
+    from attune_provider import settings
+
+    return settings.packs_paths(), settings.max_depth(), settings.max_file_bytes()
+
+
+def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool) -> Loaded:
+    """`load_packs` with the configured settings; never raises: a failure is the problem."""
     try:
-        from attune_provider import settings
-
-        paths = list(packs_paths) if packs_paths is not None else settings.packs_paths()
-        max_depth, max_file_bytes = settings.max_depth(), settings.max_file_bytes()
+        paths, max_depth, max_file_bytes = _settings()
     except ValueError as exc:  # an invalid [attune] option: its message says which and why
-        log.error("Attune could not load its packs: %s", exc)
-        return {BROKEN_DAG_ID: _broken(f"Attune could not load its packs: {exc}")}
+        return Loaded({}, f"Attune could not load its packs: {exc}")
+    if packs_paths is not None:
+        paths = list(packs_paths)
     try:
-        return build_dags(paths, max_depth=max_depth, max_file_bytes=max_file_bytes)
+        return load_packs(paths, max_depth, max_file_bytes=max_file_bytes, want_dags=want_dags)
     except Exception:  # noqa: BLE001 - report, never take the DAG file down
-        message = "Attune could not load its packs:\n" + traceback.format_exc()
-        log.error("%s", message)
-        return {BROKEN_DAG_ID: _broken(message)}
+        return Loaded({}, "Attune could not load its packs:\n" + traceback.format_exc())
+
+
+def dags_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, DAG]:
+    """What `dags/attune_dags.py` puts into its globals: the valid workflows' DAGs. Never
+    raises, and never an import error of that file (it would hide every DAG of it)."""
+    loaded = _load_for_airflow(packs_paths, want_dags=True)
+    if loaded.problems:
+        log.error("%s\n(Airflow shows these as the import error of %s)", loaded.problems, ERRORS_FILE)
+    return loaded.dags
+
+
+def errors_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, DAG]:
+    """What `dags/attune_errors.py` puts into its globals: a stand-in whose validation
+    fails with every problem, recorded as that file's import error; nothing when all is well."""
+    loaded = _load_for_airflow(packs_paths, want_dags=False)
+    return {BROKEN_DAG_ID: _broken(loaded.problems)} if loaded.problems else {}
+

@@ -1,17 +1,16 @@
-"""The DAG file loaded through Airflow's own DagBag: good workflows load, broken ones are
-reported as one import error naming file and line, and never take the others down."""
+"""The DAG files loaded through Airflow's own DagBag: good workflows load from
+attune_dags.py, broken ones are reported as one import error of attune_errors.py naming
+file and line, and never take the others down (test_isolation_live.py checks the same in
+Airflow's real DAG processor, which an in-process DagBag does not prove)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from tests.support import write_pack
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import install_dag_files, write_pack
 
 GOOD = """
 ref: good.hello
@@ -41,7 +40,7 @@ tasks:
 def dagbag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DagBag:
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(REPO / "dags" / "attune_dags.py", dags / "attune_dags.py")
+    install_dag_files(dags)
     packs = tmp_path / "packs"
     write_pack(packs, "good", {"workflows/hello.yaml": GOOD})
     write_pack(
@@ -58,8 +57,8 @@ def dagbag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DagBag:
 def test_good_workflows_load_beside_broken_ones(dagbag: DagBag, tmp_path: Path) -> None:
     assert "good.hello" in dagbag.dags
     assert "good2.broken" not in dagbag.dags and "bad.w" not in dagbag.dags
-    assert list(dagbag.import_errors) == ["attune_dags.py"]
-    message = dagbag.import_errors["attune_dags.py"]
+    assert list(dagbag.import_errors) == ["attune_errors.py"]  # never attune_dags.py: see factory.py
+    message = dagbag.import_errors["attune_errors.py"]
     packs = tmp_path / "packs"  # as the packs path names it: absolute
     assert f"{packs}/good2/workflows/broken.yaml:4:13: error: unknown action 'core.nope'" in message
     assert f"{packs}/bad/workflows/w.yaml:3:1: error: invalid YAML" in message
@@ -117,7 +116,7 @@ def test_a_workflow_that_fails_to_compile_is_an_import_error(
 
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(REPO / "dags" / "attune_dags.py", dags / "attune_dags.py")
+    install_dag_files(dags)
     write_pack(
         tmp_path / "packs",
         "p",
@@ -139,7 +138,7 @@ def test_a_workflow_that_fails_to_compile_is_an_import_error(
     monkeypatch.chdir(tmp_path)
     dagbag = DagBag(dag_folder=str(dags), bundle_path=dags)
     assert "p.fine" in dagbag.dags and "p.odd" not in dagbag.dags
-    message = dagbag.import_errors["attune_dags.py"]
+    message = dagbag.import_errors["attune_errors.py"]
     assert "workflows left out: p.odd" in message
     assert "packs/p/workflows/odd.yaml:1:1: error: could not compile: something Airflow refused" in message
 
@@ -149,10 +148,45 @@ def test_an_invalid_option_is_a_one_line_import_error(
 ) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(REPO / "dags" / "attune_dags.py", dags / "attune_dags.py")
+    install_dag_files(dags)
     monkeypatch.setenv("AIRFLOW__ATTUNE__MAX_FILE_BYTES", "abc")
     dagbag = DagBag(dag_folder=str(dags), bundle_path=dags)
     assert dagbag.dags == {}
-    message = dagbag.import_errors["attune_dags.py"]
+    message = dagbag.import_errors["attune_errors.py"]
     assert "Attune could not load its packs: [attune] max_file_bytes must be an integer, got 'abc'" in message
     assert "Traceback" not in message
+
+
+def test_the_errors_file_reuses_the_compile_the_dag_file_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the cache on, attune_errors.py compiles nothing that attune_dags.py compiled from
+    the same inputs: it reports the compile failure recorded then, not a new one."""
+    from attune_provider.dag_factory import compiler, factory
+
+    one_task = "tasks: [{name: a, action: core.noop}]\n"
+    write_pack(tmp_path / "packs", "p", {"workflows/odd.yaml": "ref: p.odd\n" + one_task})
+    write_pack(tmp_path / "packs", "q", {"workflows/ok.yaml": "ref: q.ok\n" + one_task})
+    monkeypatch.setenv("ATTUNE_PACKS_PATH", str(tmp_path / "packs"))
+    monkeypatch.setenv("ATTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    real = compiler.build_dag
+
+    def refuse(ref: str):  # type: ignore[no-untyped-def]
+        def build_dag(plan):  # type: ignore[no-untyped-def]
+            if plan.ref == ref:
+                raise ValueError(f"refused {ref}")
+            return real(plan)
+
+        return build_dag
+
+    monkeypatch.setattr(compiler, "build_dag", refuse("p.odd"))
+    assert set(factory.dags_for_airflow()) == {"q.ok"}
+    monkeypatch.setattr(compiler, "build_dag", refuse("q.ok"))  # would fail q.ok if compiled again
+    message = factory.errors_for_airflow()[factory.BROKEN_DAG_ID].attune_message
+    assert "workflows left out: p.odd" in message and "refused p.odd" in message and "q.ok" not in message
+    (tmp_path / "packs" / "q" / "workflows" / "ok.yaml").write_text(
+        "ref: q.ok\ntasks: [{name: b, action: core.noop}]\n"
+    )  # new inputs: the errors file compiles them itself
+    message = factory.errors_for_airflow()[factory.BROKEN_DAG_ID].attune_message
+    assert "workflows left out: p.odd, q.ok" not in message  # p.odd compiles now: only q.ok is refused
+    assert "workflows left out: q.ok" in message and "refused q.ok" in message
