@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from attune_provider.dag_factory.loader import Catalog, load_catalog
-from attune_provider.dag_factory.validator import Report, validate_catalog
+from attune_provider.dag_factory.loader import load_catalog
+from attune_provider.dag_factory.validation.checks import Report, validate_catalog
+from attune_provider.language.catalog import Catalog
 
 SETTINGS_ENV = (
     "AIRFLOW__ATTUNE__PACKS_PATH",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from attune_provider.dag_factory.source import (
+from attune_provider.language.source import (
     Location,
     MarkedDict,
     MarkedList,

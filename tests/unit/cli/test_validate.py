@@ -234,9 +234,9 @@ def test_run_is_parsed_and_handed_to_run_command(monkeypatch):
         seen.append(parsed)
         return 3
 
-    fake = types.ModuleType("attune_provider.run_command")
+    fake = types.ModuleType("attune_provider.cli.run")
     fake.run_main = run_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "attune_provider.run_command", fake)
+    monkeypatch.setitem(sys.modules, "attune_provider.cli.run", fake)
     assert main(["run", "p.w", "--json"]) == 3
     assert seen[0].json is True and seen[0].param == [] and seen[0].packs is None
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from attune_provider.dag_factory import cache as cache_module
-from attune_provider.dag_factory.cache import FileCache, configured_dir, validate_cached
-from attune_provider.dag_factory.loader import Catalog, load_catalog, load_workflow_closure
-from attune_provider.dag_factory.validator import Report, validate_catalog
+from attune_provider.dag_factory import file_cache as cache_module
+from attune_provider.dag_factory.file_cache import FileCache, configured_dir
+from attune_provider.dag_factory.loader import load_catalog, load_workflow_closure
+from attune_provider.dag_factory.validation.cached import validate_cached
+from attune_provider.dag_factory.validation.checks import Report, validate_catalog
+from attune_provider.language.catalog import Catalog
 
 CALLS_GREET = """\
     ref: p.ok

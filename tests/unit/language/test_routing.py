@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from attune_provider.dag_factory.graph import Graph
-from attune_provider.dag_factory.spec import Task
+from attune_provider.language.models import Task
+from attune_provider.language.routing import Graph
 
 
 def graph(*tasks: dict[str, Any]) -> Graph:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from attune_provider.dag_factory.plan import ActionPlan
-from attune_provider.operators.runners import shell
-from attune_provider.operators.runners.base import ActionFailed, Invocation
-from attune_provider.operators.runners.shell import ShellCommandRunner, ShellScriptRunner
+from attune_provider.language.plan import ActionPlan
+from attune_provider.runners import shell
+from attune_provider.runners.base import ActionFailed, Invocation
+from attune_provider.runners.shell import ShellCommandRunner, ShellScriptRunner
 
 
 def invocation(params: dict[str, Any], entry_point: Path | None = None) -> Invocation:

@@ -8,7 +8,7 @@ import jinja2
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
-from attune_provider.dag_factory.expressions import (
+from attune_provider.language.templates.render import (
     ENV,
     AttuneEnvironment,
     Reference,
@@ -160,7 +160,7 @@ def test_render_walks_dicts_and_lists_keeping_keys() -> None:
 
 
 def test_compiled_templates_are_cached() -> None:
-    from attune_provider.dag_factory import expressions
+    from attune_provider.language.templates import render as expressions
 
     template = "{{ parameters.count * 1001 }}"
     r(template)
@@ -406,7 +406,7 @@ def test_analyse_of_the_skeleton_equals_analyse_of_the_whole_text() -> None:
     safe: over many generated templates it must find exactly what the whole text gives."""
     import random
 
-    from attune_provider.dag_factory.expressions import _analyse, _skeleton
+    from attune_provider.language.templates.render import _analyse, _skeleton
 
     texts = ["", "x", "a b ", "\n", "l1\nl2\n", "}", "{", "#", "%}", "-", "{{", "}}", "{#c#}", "{% if a %}"]
     expressions = [
