@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from attune_provider.dag_factory.source import Problem
+    from attune_provider.language.source import Problem
 
 
 class AttuneError(Exception):

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from attune_provider.dag_factory.loader import load_catalog
-from attune_provider.dag_factory.parameters import check_values
-from attune_provider.dag_factory.plan import WorkflowPlan, build_plan
-from attune_provider.dag_factory.source import Location, Problem
-from attune_provider.dag_factory.spec import OUTCOME_TASK_ID
-from attune_provider.dag_factory.validator import validate_catalog
+from attune_provider.dag_factory.validation.checks import validate_catalog
 from attune_provider.exceptions import ParameterError, ValidationError
-from attune_provider.operators.outcomes import WORKFLOW_KEY
+from attune_provider.language.parameters import check_values
+from attune_provider.language.plan import WorkflowPlan, build_plan
+from attune_provider.language.source import Location, Problem
+from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
+from attune_provider.operators.state.outcome_xcom import WORKFLOW_KEY
 
 PACKAGE_DAGS_FOLDER = Path(__file__).resolve().parent / "airflow_dags"
 
@@ -223,7 +223,11 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
         rows = session.query(XComModel).filter_by(dag_id=plan.ref, run_id=run_id).all()
         xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
         tis_by_id = {ti.task_id: ti for ti in tis}
-        spans = {name: _span(tis, plan.task_ids[name]) for name in plan.tasks if plan.kind(name) != "action"}
+        spans = {
+            name: _span(_inside(tis, plan.task_ids[name]))
+            for name in plan.tasks
+            if plan.kind(name) != TaskKind.ACTION
+        }
     report = xcoms.get((OUTCOME_TASK_ID, WORKFLOW_KEY)) or {}
     result = RunResult(plan.ref, run_id, report.get("status") or "failed", vars=report.get("vars") or {})
     result.output = xcoms.get((OUTCOME_TASK_ID, "return_value"))
@@ -233,19 +237,47 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
         result.reasons.append(f"the DAG run ended {run_state}")
     result.xcoms = xcoms
     reported = report.get("tasks") or {}
+    errors = report.get("errors") or {}
     for name in plan.tasks:
         task_id = plan.task_ids[name]
         # with_items, parallel and subworkflow tasks report from their group's outcome task
-        outcome = xcoms.get((plan.outcome_ids[name], "attune")) or {}
-        ti = tis_by_id.get(plan.outcome_ids[name])
-        duration = spans[name] if name in spans else (ti.duration if ti is not None else None)
-        if plan.kind(name) == "with_items":  # the most tries one of its executions took
-            ti = max(_executions(tis, task_id), key=lambda t: t.try_number or 0, default=None)
-        attempts = (ti.try_number if ti is not None else 0) if outcome.get("status") != "skipped" else 0
-        task_status = reported.get(task_id) or outcome.get("status") or "skipped"
-        error = (report.get("errors") or {}).get(task_id) or outcome.get("error")
-        result.tasks[task_id] = TaskRun(task_id, task_status, attempts, duration, error)
+        outcome = xcoms.get((plan.outcome_ids[name], "attune"))
+        instances = [ti for ti in [tis_by_id.get(plan.outcome_ids[name])] if ti is not None]
+        if plan.kind(name) == TaskKind.WITH_ITEMS:  # attempts: the most tries one of its executions took
+            instances = _executions(tis, task_id)
+        result.tasks[task_id] = task_run(
+            task_id,
+            instances,
+            outcome,
+            status=reported.get(task_id),
+            error=errors.get(task_id),
+            duration=spans.get(name),
+        )
     return result
+
+
+def task_run(
+    task_id: str,
+    instances: Sequence[Any],
+    outcome: Any,
+    *,
+    status: str | None = None,
+    error: dict[str, Any] | None = None,
+    duration: float | None = None,
+) -> TaskRun:
+    """One task as `run` reports it, from its task instances (several when mapped) and its
+    `attune` outcome XCom; the workflow's own report (`status`, `error`), when there is
+    one, wins. Used after the run (`collect`) and while it runs (the `run` command's watcher)."""
+    outcome = outcome if isinstance(outcome, dict) else {}
+    states = {str(getattr(ti.state, "value", ti.state)) for ti in instances}
+    fallback = "failed" if "failed" in states else "succeeded"
+    if states <= {"skipped", "removed", "upstream_failed"}:  # never started (or no instance): not reached
+        fallback = "skipped"
+    status = status or outcome.get("status") or fallback
+    attempts = 0 if status == "skipped" else max((int(ti.try_number or 0) for ti in instances), default=0)
+    if duration is None:
+        duration = instances[0].duration if len(instances) == 1 else _span(instances)
+    return TaskRun(task_id, status, attempts, duration, error or outcome.get("error"))
 
 
 def _executions(tis: Sequence[Any], task_id: str) -> list[Any]:
@@ -253,14 +285,14 @@ def _executions(tis: Sequence[Any], task_id: str) -> list[Any]:
     return [ti for ti in tis if ti.task_id in (task_id, f"{task_id}.run") and ti.map_index >= 0]
 
 
-def _span(tis: Sequence[Any], group_id: str) -> float | None:
-    """Seconds from the first start to the last end of the task instances of a TaskGroup
-    (or of a task mapped directly)."""
-    inside = [
-        ti
-        for ti in tis
-        if (ti.task_id == group_id or ti.task_id.startswith(group_id + ".")) and ti.start_date and ti.end_date
-    ]
-    if not inside:
+def _inside(tis: Sequence[Any], group_id: str) -> list[Any]:
+    """The task instances of a TaskGroup (or of a task mapped directly)."""
+    return [ti for ti in tis if ti.task_id == group_id or ti.task_id.startswith(group_id + ".")]
+
+
+def _span(instances: Sequence[Any]) -> float | None:
+    """Seconds from the first start to the last end of some task instances."""
+    timed = [ti for ti in instances if ti.start_date and ti.end_date]
+    if not timed:
         return None
-    return (max(ti.end_date for ti in inside) - min(ti.start_date for ti in inside)).total_seconds()
+    return (max(ti.end_date for ti in timed) - min(ti.start_date for ti in timed)).total_seconds()

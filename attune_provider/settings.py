@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from attune_provider.dag_factory.source import DEFAULT_MAX_FILE_BYTES
+from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES
 
 SECTION = "attune"
 PACKS_PATH_ENV = "ATTUNE_PACKS_PATH"

@@ -36,8 +36,8 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from attune_provider import settings
-from attune_provider.dag_factory.plan import WorkflowPlan
 from attune_provider.exceptions import ParameterError, ValidationError
+from attune_provider.language.plan import WorkflowPlan
 from attune_provider.local_run import (
     RunResult,
     TaskRun,
@@ -48,8 +48,9 @@ from attune_provider.local_run import (
     prepare_environment,
     resolve,
     run_plan,
+    task_run,
 )
-from attune_provider.operators.outcomes import OUTCOME_KEY
+from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROG = "attune-airflow"
@@ -158,24 +159,6 @@ def redirected(target_fd: int, *fds: int) -> Iterator[None]:
 # -- watching a run ------------------------------------------------------------------------
 
 
-def _as_task_run(task_id: str, rows: Sequence[Any], outcome: Any) -> TaskRun:
-    """A finished task from its task instance rows (several when mapped) and `attune` XCom."""
-    outcome = outcome if isinstance(outcome, dict) else {}
-    states = {str(getattr(row.state, "value", row.state)) for row in rows}
-    fallback = "failed" if "failed" in states else "succeeded"
-    if states <= {"skipped", "removed", "upstream_failed"}:  # never started: not reached
-        fallback = "skipped"
-    status = outcome.get("status") or fallback
-    attempts = 0 if status == "skipped" else max(int(row.try_number or 0) for row in rows)
-    if len(rows) == 1:
-        duration = rows[0].duration
-    else:
-        starts = [row.start_date for row in rows if row.start_date]
-        ends = [row.end_date for row in rows if row.end_date]
-        duration = (max(ends) - min(starts)).total_seconds() if starts and ends else None
-    return TaskRun(task_id, status, attempts, duration, outcome.get("error"))
-
-
 class TaskWatcher(threading.Thread):
     """Polls the metadata database for the run's task instances; reports each task once,
     when it reaches a terminal state, through `report` (from this thread)."""
@@ -257,7 +240,7 @@ class TaskWatcher(threading.Thread):
                 if found.map_index == -1 or found.task_id not in outcomes:
                     outcomes[found.task_id] = xcom.deserialize_value(found)
         ended = sorted(done, key=lambda tid: max(str(r.end_date or "") for r in rows[tid]))
-        return [_as_task_run(tid, rows[tid], outcomes.get(tid)) for tid in ended]
+        return [task_run(tid, rows[tid], outcomes.get(tid)) for tid in ended]
 
 
 # -- readable output -----------------------------------------------------------------------

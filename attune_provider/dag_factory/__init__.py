@@ -1,1 +1,1 @@
-"""Packs -> validated model -> Airflow DAGs: source, spec, loader, validator, graph, compiler."""
+"""Compile time: packs on disk -> loaded catalog -> validated -> Airflow DAGs (factory.py)."""

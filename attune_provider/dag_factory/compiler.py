@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 from airflow.sdk import DAG, Param, TaskGroup
 from airflow.sdk.definitions.param import NOTSET
 
-from attune_provider.dag_factory.plan import GROUP_OUTCOME, WorkflowPlan
-from attune_provider.dag_factory.spec import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Task, Workflow, nullable
+from attune_provider.language.models import Task, Workflow, nullable
+from attune_provider.language.plan import WorkflowPlan
+from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, TaskKind
 
 
 class Node(NamedTuple):
@@ -84,7 +85,7 @@ class _Builder:
         self.dag = dag
 
     def workflow(self, plan: WorkflowPlan, group: TaskGroup | None, upstream: Any = None) -> Node:
-        from attune_provider.operators.outcome import WorkflowOutcomeOperator
+        from attune_provider.operators.workflow_outcome import WorkflowOutcomeOperator
 
         nodes: dict[str, Node] = {}
         for task in plan.workflow.tasks:
@@ -95,7 +96,7 @@ class _Builder:
                 upstream >> nodes[task.name].heads
         for edge in plan.graph.edges:
             nodes[edge.source].tail >> nodes[edge.target].heads
-        task_id = GROUP_OUTCOME if group is not None else OUTCOME_TASK_ID
+        task_id = OUTCOME_TASK_ID if group is not None else OUTCOME_TASK_ID
         outcome = WorkflowOutcomeOperator.create(
             task_id=task_id,
             trigger_rule="all_done",
@@ -112,7 +113,7 @@ class _Builder:
     def task(self, plan: WorkflowPlan, task: Task, group: TaskGroup | None, rule: str) -> Node:
         kind = plan.kind(task.name)
         common: dict[str, Any] = {"plan": plan, "task_name": task.name, "dag": self.dag}
-        if kind == "action":
+        if kind == TaskKind.ACTION:
             from attune_provider.operators.action import AttuneTaskOperator
             from attune_provider.operators.base import AttuneOperator
 
@@ -128,18 +129,18 @@ class _Builder:
         if task.name in plan.mapped_items:
             return self.mapped(plan, task, group, rule, common)
         inner = TaskGroup(task.name, parent_group=group, dag=self.dag, tooltip=task.action or task.type)
-        if kind == "parallel":
+        if kind == TaskKind.PARALLEL:
             return self.parallel(plan, task, inner, rule, common)
-        if kind == "with_items":
+        if kind == TaskKind.WITH_ITEMS:
             return self.with_items(plan, task, inner, rule, common)
         return self.subworkflow(plan, task, inner, rule, common)
 
     def parallel(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
-        from attune_provider.operators.collect import GroupOutcomeOperator
+        from attune_provider.operators.group_outcome import GroupOutcomeOperator
 
         members = [self.task(plan, member, group, rule) for member in task.tasks]
         collect = GroupOutcomeOperator.create(
-            task_id=GROUP_OUTCOME, trigger_rule="all_done", task_group=group, **common
+            task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=group, **common
         )
         for member in members:
             member.tail >> collect
@@ -162,7 +163,7 @@ class _Builder:
         return Node([op], op)
 
     def with_items(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
-        from attune_provider.operators.collect import GroupOutcomeOperator
+        from attune_provider.operators.group_outcome import GroupOutcomeOperator
         from attune_provider.operators.items import ItemOperator, ItemsOperator
 
         items = ItemsOperator.create(task_id="items", trigger_rule=rule, task_group=group, **common)
@@ -174,7 +175,7 @@ class _Builder:
             **_retry_kwargs(task),
         ).expand(call=items.output)
         collect = GroupOutcomeOperator.create(
-            task_id=GROUP_OUTCOME, trigger_rule="all_done", task_group=group, **common
+            task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=group, **common
         )
         run >> collect
         return Node([items], collect)

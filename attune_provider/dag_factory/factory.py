@@ -33,10 +33,17 @@ from typing import Any, NamedTuple
 
 from airflow.sdk import DAG
 
-from attune_provider.dag_factory.cache import FileCache, Findings, validate_cached
-from attune_provider.dag_factory.loader import Catalog, load_catalog, load_workflow_closure
-from attune_provider.dag_factory.source import DEFAULT_MAX_FILE_BYTES, Location, Problem
+from attune_provider.dag_factory.file_cache import FileCache
+from attune_provider.dag_factory.loader import load_catalog, load_workflow_closure
+from attune_provider.dag_factory.validation.cached import (
+    Findings,
+    fingerprint,
+    validate_cached,
+    validation_inputs,
+)
 from attune_provider.exceptions import AttuneError
+from attune_provider.language.catalog import Catalog
+from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Location, Problem
 
 log = logging.getLogger(__name__)
 BROKEN_DAG_ID = "attune_broken_workflows"
@@ -102,7 +109,7 @@ CONFIGURED: Any = _Configured()
 def _compile(catalog: Catalog, refs: Sequence[str]) -> tuple[dict[str, DAG], dict[str, list[Problem]]]:
     """DAGs of the given (valid) workflows, and the problem of each one that failed to compile."""
     from attune_provider.dag_factory.compiler import build_dag
-    from attune_provider.dag_factory.plan import build_plan
+    from attune_provider.language.plan import build_plan
 
     catalog.release_sources()  # validated: the DAGs need no YAML positions
     dags: dict[str, DAG] = {}
@@ -147,8 +154,6 @@ class _CompileCheck:
     validation report, so that the errors file need not compile what the DAG file did."""
 
     def __init__(self, cache: FileCache | None, scope: str, catalog: Catalog, max_depth: int) -> None:
-        from attune_provider.dag_factory.cache import fingerprint, validation_inputs
-
         self.cache, self.scope = cache, f"compiled|{scope}"
         self.key = fingerprint(validation_inputs(catalog, max_depth)) if cache is not None else ""
 

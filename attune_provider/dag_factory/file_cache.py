@@ -15,7 +15,7 @@ kinds of entries make that cheap (docs/performance.md has the figures):
 
 Entries live below `ATTUNE_CACHE_DIR`, else `[attune] cache_dir`, else
 `$AIRFLOW_HOME/attune_cache`; `off` turns caching off. A sub-directory per code version
-(the sources of `dag_factory` and the versions of the libraries whose output is stored)
+(the sources of `language` and `dag_factory` and the versions of the libraries whose output is stored)
 keeps an upgrade from reading old entries. Writes go to a temporary file renamed into
 place (`os.replace`), so DAG processors writing at once never expose a partial entry;
 an unreadable entry is a miss. Entries are pickles: the directory must be writable by
@@ -31,14 +31,11 @@ import os
 import pickle
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
-from attune_provider.dag_factory.source import LoadedYaml, Problem, load_yaml_text
-
-if TYPE_CHECKING:
-    from attune_provider.dag_factory.loader import Catalog
+from attune_provider.language.source import LoadedYaml, Problem, load_yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +44,7 @@ DEFAULT_DIR_NAME = "attune_cache"
 DISABLED = ("off", "none", "false", "0")
 FORMAT = 1
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+PARSING_CODE = ("language", "dag_factory")  # the packages whose code makes what is stored
 
 
 def configured_dir() -> Path | None:
@@ -70,12 +68,12 @@ def code_version() -> str:
     import pydantic
     import yaml
 
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256(f"{FORMAT} {sys.version} {pydantic.VERSION} {yaml.__version__}".encode())
     digest.update(f" {jinja2.__version__} {_jsonschema_version()}".encode())
-    for module in sorted(here.glob("*.py")):
+    for module in sorted(m for layer in PARSING_CODE for m in (package / layer).rglob("*.py")):
         stat = module.stat()
-        digest.update(f" {module.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(f" {module.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -236,64 +234,3 @@ class FileCache:
 
     def _report_path(self, scope: str) -> Path:
         return self.root / "reports" / f"{_name(scope, os.getcwd())}.pickle"
-
-
-def fingerprint(parts: Iterable[object]) -> str:
-    """One digest of everything a validation report depends on."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(repr(part).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _entry_points(catalog: Catalog) -> Iterator[tuple[str, str, bool]]:
-    """What the validator checks of each action's entry point on disk."""
-    for ref, entry in sorted(catalog.actions.items()):
-        if entry.action.entry_point:
-            target = os.path.realpath(entry.file.parent / entry.action.entry_point)
-            yield ref, target, os.path.isfile(target)
-
-
-def validation_inputs(catalog: Catalog, max_depth: int) -> Iterator[object]:
-    """Everything `validate_catalog` reads: the same inputs give the same report. The
-    catalog must come from a cached load (`catalog.sources` holds every file's hash)."""
-    yield max_depth, catalog.max_file_bytes
-    yield sorted(catalog.sources.items())
-    yield sorted((ref, os.path.realpath(pack.directory), pack.display) for ref, pack in catalog.packs.items())
-    yield [problem.format() for problem in catalog.problems]
-    yield list(_entry_points(catalog))
-
-
-class Findings(Protocol):
-    """What `build_dags` reads of a validation report (`validator.Report` has it too)."""
-
-    @property
-    def problems(self) -> list[Problem]: ...
-
-    @property
-    def invalid_workflows(self) -> dict[str, list[Problem]]: ...
-
-
-class StoredReport(NamedTuple):
-    """A `validator.Report` read back from the cache: the same problems, kept as plain data
-    so that a warm parse never imports the validator (and what it imports)."""
-
-    problems: list[Problem]
-    invalid_workflows: dict[str, list[Problem]]
-
-
-def validate_cached(catalog: Catalog, max_depth: int, cache: FileCache | None, scope: str) -> Findings:
-    """`validate_catalog(catalog, max_depth)`, or the findings it gave for the same inputs
-    before, stored under `scope` (e.g. the whole packs path, or one workflow's closure)."""
-    key = fingerprint(validation_inputs(catalog, max_depth)) if cache is not None else ""
-    if cache is not None:
-        stored = cache.report(scope, key)
-        if isinstance(stored, tuple) and len(stored) == 2:
-            return StoredReport(list(stored[0]), dict(stored[1]))
-    from attune_provider.dag_factory.validator import validate_catalog
-
-    report = validate_catalog(catalog, max_depth=max_depth)
-    if cache is not None:
-        cache.store_report(scope, key, (list(report.problems), dict(report.invalid_workflows)))
-    return report

@@ -1,12 +1,12 @@
 """Discovering packs on the packs path and parsing their files into the model.
 
 The loader never raises for bad input: every file that cannot be read or parsed adds
-problems to the `Catalog`, and everything else still loads. Cross-file checks live in
-`validator.py`.
+problems to the `Catalog` (language/catalog.py), and everything else still loads.
+Cross-file checks live in `validation/`.
 
 `load_catalog` reads every pack; `load_workflow_closure` reads only what one workflow
 needs (Airflow parsing the DAG file to run one of its tasks). With a `FileCache`, a
-file whose content is unchanged is not parsed again (see cache.py).
+file whose content is unchanged is not parsed again (see file_cache.py).
 """
 
 from __future__ import annotations
@@ -14,18 +14,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
-from attune_provider.dag_factory.cache import FileCache
-from attune_provider.dag_factory.source import (
+from attune_provider.dag_factory.file_cache import FileCache
+from attune_provider.language.catalog import ActionEntry, Catalog, PackEntry, WorkflowEntry
+from attune_provider.language.models import Action, Pack, Workflow, parse_model
+from attune_provider.language.source import (
     DEFAULT_MAX_FILE_BYTES,
     LoadedYaml,
     Location,
     Problem,
-    Severity,
     load_yaml_file,
 )
-from attune_provider.dag_factory.spec import Action, Pack, Workflow, parse_model, release_sources
+
+_E = TypeVar("_E", ActionEntry, WorkflowEntry)
 
 CORE_PACKS_DIR = Path(__file__).resolve().parent.parent / "packs"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -35,74 +37,6 @@ def display_path(path: Path) -> str:
     """The path as the user gave it (its packs directory, relative or absolute, joined
     with the path inside it: LANGUAGE.md section 6), normalised."""
     return os.path.normpath(str(path))
-
-
-class PackEntry:
-    """One pack directory: its metadata, config schema and the files found in it."""
-
-    __slots__ = ("directory", "display", "meta", "config_schema", "config_location")
-
-    def __init__(self, directory: Path, display: str, meta: Pack | None = None) -> None:
-        self.directory = directory
-        self.display = display
-        self.meta = meta
-        self.config_schema: dict[str, Any] | None = None
-        self.config_location: Location | None = None
-
-    def __repr__(self) -> str:
-        return f"PackEntry({self.display!r})"
-
-    @property
-    def ref(self) -> str:
-        return self.meta.ref if self.meta else self.directory.name
-
-
-class ActionEntry(NamedTuple):
-    ref: str
-    pack: PackEntry
-    action: Action
-    file: Path
-    display: str
-
-
-class WorkflowEntry(NamedTuple):
-    ref: str
-    pack: PackEntry
-    workflow: Workflow
-    file: Path
-    display: str
-
-
-_E = TypeVar("_E", ActionEntry, WorkflowEntry)
-
-
-class Catalog:
-    """Everything found on the packs path, with the problems of each file."""
-
-    __slots__ = ("packs", "actions", "workflows", "problems", "max_file_bytes", "cache", "sources")
-
-    def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, cache: FileCache | None = None) -> None:
-        self.packs: dict[str, PackEntry] = {}
-        self.actions: dict[str, ActionEntry] = {}
-        self.workflows: dict[str, WorkflowEntry] = {}
-        self.problems: list[Problem] = []
-        self.max_file_bytes = max_file_bytes
-        self.cache = cache
-        self.sources: dict[str, str] = {}  # display -> SHA-256 (when cached)
-
-    def add_problem(self, location: Location, message: str, severity: Severity = Severity.ERROR) -> None:
-        self.problems.append(Problem(location, message, severity))
-
-    def files_with_errors(self) -> set[str]:
-        return {p.location.file for p in self.problems if p.is_error}
-
-    def release_sources(self) -> None:
-        """Let go of every model's YAML positions once validation no longer needs them:
-        they are most of a model's memory, and DAGs keep their workflow's models alive."""
-        for entry in self.workflows.values():
-            release_sources(entry.workflow)
-        for action in self.actions.values():
-            release_sources(action.action)
 
 
 def _yaml_files(directory: Path) -> list[Path]:

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from attune_provider.dag_factory.source import Location, MarkedDict, Problem, key_location, locate
+from attune_provider.language.source import Location, MarkedDict, Problem, key_location, locate
 
 RunnerType = Literal[
     "python-script",
@@ -29,8 +29,6 @@ RunnerType = Literal[
 ]
 RUNNER_TYPES: tuple[str, ...] = get_args(RunnerType)
 RESERVED_TARGETS = frozenset({"fail", "succeed", "noop"})
-OUTCOME_TASK_ID = "attune_outcome"
-SUBWORKFLOW_INPUT_ID = "attune_input"  # the step of a subworkflow task that renders its input
 PACK_REF_PATTERN = re.compile(r"^[a-z0-9_]+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 Targets = tuple[str, ...]

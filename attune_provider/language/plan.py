@@ -14,10 +14,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from attune_provider.dag_factory.expressions import NotConstant, constant
-from attune_provider.dag_factory.graph import Graph
-from attune_provider.dag_factory.loader import Catalog, WorkflowEntry
-from attune_provider.dag_factory.spec import Task, Workflow, parameters_schema, secret_names
+from attune_provider.language.catalog import Catalog, WorkflowEntry
+from attune_provider.language.models import Task, Workflow, parameters_schema, secret_names
+from attune_provider.language.routing import Graph
+from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
+from attune_provider.language.templates.render import NotConstant, constant
 
 
 class ActionPlan(NamedTuple):
@@ -33,7 +34,6 @@ class ActionPlan(NamedTuple):
     secret_inputs: frozenset[str] = frozenset()  # input parameters marked `secret: true`
 
 
-GROUP_OUTCOME = "attune_outcome"
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
@@ -85,15 +85,17 @@ class WorkflowPlan:
 
     __repr__ = __str__
 
-    def kind(self, name: str) -> str:
+    def kind(self, name: str) -> TaskKind:
         """How a task compiles: parallel, with_items, workflow (a subworkflow) or action."""
         task = self.tasks[name]
         if task.type == "parallel":
-            return "parallel"
+            return TaskKind.PARALLEL
         if task.with_items is not None:
-            return "with_items"
+            return TaskKind.WITH_ITEMS
         action = self.actions.get(name)
-        return "workflow" if action is not None and action.runner_type == "workflow" else "action"
+        return (
+            TaskKind.WORKFLOW if action is not None and action.runner_type == "workflow" else TaskKind.ACTION
+        )
 
     @cached_property
     def group_of(self) -> dict[str, str]:
@@ -138,8 +140,8 @@ class WorkflowPlan:
         ids = {}
         for name in self.tasks:
             base = self.airflow_id(name)
-            direct = self.kind(name) == "action" or name in self.mapped_items
-            ids[name] = base if direct else f"{base}.{GROUP_OUTCOME}"
+            direct = self.kind(name) == TaskKind.ACTION or name in self.mapped_items
+            ids[name] = base if direct else f"{base}.{OUTCOME_TASK_ID}"
         return ids
 
     @cached_property
@@ -151,7 +153,7 @@ class WorkflowPlan:
         return frozenset(
             name
             for name, task in self.tasks.items()
-            if self.kind(name) == "action" and not task.publish and not task.decision
+            if self.kind(name) == TaskKind.ACTION and not task.publish and not task.decision
         )
 
     @cached_property
@@ -177,7 +179,7 @@ class WorkflowPlan:
 
     def _plain_action(self, name: str) -> bool:
         action = self.actions.get(name)
-        return self.kind(name) == "action" and (action is None or action.runner_type != "inquiry")
+        return self.kind(name) == TaskKind.ACTION and (action is None or action.runner_type != "inquiry")
 
     @cached_property
     def mapped_items(self) -> dict[str, list[Any]]:
@@ -266,7 +268,7 @@ def build_plan(
             if action is not None:
                 plan.actions[name] = action
     for name in plan.tasks:
-        if plan.kind(name) == "workflow":
+        if plan.kind(name) == TaskKind.WORKFLOW:
             child = catalog.workflows[plan.actions[name].ref]
             plan.children[name] = build_plan(child, catalog, f"{plan.airflow_id(name)}.", (plan, name))
     return plan

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import NamedTuple
 
-from attune_provider.dag_factory.spec import RESERVED_TARGETS, Task
+from attune_provider.language.models import RESERVED_TARGETS, Task
+from attune_provider.language.statuses import Status
 
-SUCCEEDED, FAILED, TIMEOUT, SKIPPED = "succeeded", "failed", "timeout", "skipped"
-OUTCOMES = (SUCCEEDED, FAILED, TIMEOUT, SKIPPED)
+OUTCOMES = tuple(Status)
 
 
 class Edge(NamedTuple):
@@ -184,11 +184,11 @@ def fired_keys(task: Task, outcome: str) -> tuple[str, ...]:
     `decision` (which then governs the success path) or else `on_success`; `failed`
     `on_failure`; `timeout` `on_timeout` if the task has one, else `on_failure`; each of
     them `on_complete`; `skipped` nothing."""
-    if outcome == SUCCEEDED:
+    if outcome == Status.SUCCEEDED:
         primary = "decision" if task.decision else "on_success"
-    elif outcome == FAILED:
+    elif outcome == Status.FAILED:
         primary = "on_failure"
-    elif outcome == TIMEOUT:
+    elif outcome == Status.TIMEOUT:
         primary = "on_timeout" if task.on_timeout else "on_failure"
     else:
         return ()
@@ -197,7 +197,7 @@ def fired_keys(task: Task, outcome: str) -> tuple[str, ...]:
 
 def handles(task: Task, outcome: str) -> bool:
     """Whether the task names a transition for `outcome` (a handled failure)."""
-    if outcome not in (FAILED, TIMEOUT):
+    if outcome not in (Status.FAILED, Status.TIMEOUT):
         return True
     return any(getattr(task, key) for key in fired_keys(task, outcome))
 

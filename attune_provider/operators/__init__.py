@@ -1,1 +1,1 @@
-"""What runs inside Airflow tasks: the Attune task operator, the outcome task, runners."""
+"""Run time, inside Airflow tasks: the operators the compiler builds DAGs from."""

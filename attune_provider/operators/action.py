@@ -12,15 +12,15 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
-from attune_provider.dag_factory.expressions import TemplateRenderError
-from attune_provider.dag_factory.graph import FAILED, TIMEOUT
-from attune_provider.dag_factory.parameters import check_values
-from attune_provider.dag_factory.plan import ActionPlan
 from attune_provider.exceptions import ParameterError
+from attune_provider.language.parameters import check_values
+from attune_provider.language.plan import ActionPlan
+from attune_provider.language.statuses import Status
+from attune_provider.language.templates.render import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
-from attune_provider.operators.runners.base import ActionFailed, Invocation, Runner, error_of, timeout_error
-from attune_provider.operators.runners.registry import get_runner
-from attune_provider.operators.secrets import mask_inputs, redact_secrets
+from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
+from attune_provider.runners.base import ActionFailed, Invocation, Runner, error_of, timeout_error
+from attune_provider.runners.registry import get_runner
 
 
 class AttuneTaskFailed(AirflowException):
@@ -55,10 +55,10 @@ class ActionRunMixin(AttuneOperator):
 def classify(exc: BaseException, timeout: float | None, name: str) -> tuple[str, dict[str, Any], Any]:
     """(status, error, result) of a failed execution."""
     if isinstance(exc, AirflowTaskTimeout):
-        return TIMEOUT, timeout_error(name, timeout or 0), None
+        return Status.TIMEOUT, timeout_error(name, timeout or 0), None
     if isinstance(exc, ActionFailed):
-        return FAILED, exc.error, exc.result
-    return FAILED, error_of(exc), None
+        return Status.FAILED, exc.error, exc.result
+    return Status.FAILED, error_of(exc), None
 
 
 FAILURES = (AirflowTaskTimeout, ActionFailed, TemplateRenderError, ParameterError)

@@ -15,16 +15,17 @@ from typing import Any, NamedTuple, TypeVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from attune_provider.dag_factory.expressions import TemplateRenderError, render, truthy
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, fired_targets, transition_fires
-from attune_provider.dag_factory.plan import WorkflowPlan
-from attune_provider.dag_factory.spec import Task
 from attune_provider.exceptions import ParameterError
-from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome, subworkflow_deadline
+from attune_provider.language.models import Task
+from attune_provider.language.plan import WorkflowPlan
+from attune_provider.language.routing import fired_targets, transition_fires
+from attune_provider.language.statuses import Status, TaskKind
+from attune_provider.language.templates.render import TemplateRenderError, render, truthy
 from attune_provider.operators.retry import retry_refused
-from attune_provider.operators.runners.base import error_of
-from attune_provider.operators.scope import SubworkflowNotStarted, TaskScopeBuilder
-from attune_provider.operators.secrets import mask_inputs, redact_secrets
+from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, subworkflow_deadline
+from attune_provider.operators.state.scope import SubworkflowNotStarted, TaskScopeBuilder
+from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
+from attune_provider.runners.base import error_of
 
 
 class SelfOverlay(Mapping[str, Any]):
@@ -145,7 +146,7 @@ class AttuneOperator(BaseOperator):
             scope = builder.scope(vars_)
             false_when = self._false_when(scope)
         except TemplateRenderError as exc:
-            self.report_failure(context, FAILED, error_of(exc))
+            self.report_failure(context, Status.FAILED, error_of(exc))
             raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
         if false_when is not None:
             self.skip(context, f"the `when` of '{false_when}' is false")
@@ -160,7 +161,7 @@ class AttuneOperator(BaseOperator):
         return None
 
     def skip(self, context: Any, reason: str) -> None:
-        self.push(context, Outcome(SKIPPED, ended_at=time.time()))
+        self.push(context, Outcome(Status.SKIPPED, ended_at=time.time()))
         self.settle(context, [])
         raise AirflowSkipException(reason)
 
@@ -182,7 +183,7 @@ class AttuneOperator(BaseOperator):
         names = self.plan.graph.settled_by(self.task_name, fired)
         task_ids: list[str | tuple[str, int]] = []
         for name in names:
-            if self.plan.kind(name) == "action":
+            if self.plan.kind(name) == TaskKind.ACTION:
                 task_ids.append(self.plan.airflow_id(name))
             elif name in self.plan.mapped_items:  # its instances exist from the start of the run
                 count = len(self.plan.mapped_items[name])
@@ -207,7 +208,7 @@ class AttuneOperator(BaseOperator):
         self, context: Any, scope: dict[str, Any], vars_: Mapping[str, Any], result: Any, **extra: Any
     ) -> Outcome:
         """Publish, decide, push: the success path of LANGUAGE.md section 3."""
-        own = {"status": SUCCEEDED, "result": result, "error": None, **extra}
+        own = {"status": Status.SUCCEEDED, "result": result, "error": None, **extra}
         published: dict[str, Any] = {}
         current: Mapping[str, Any] = vars_  # read from XCom only if a template looks at it
         for name, template in self.spec.publishes:
@@ -219,10 +220,10 @@ class AttuneOperator(BaseOperator):
             if branch.default is not None or truthy(render(branch.when, decide_scope)):
                 chosen = branch.target
                 break
-        targets = fired_targets(self.spec, SUCCEEDED, chosen)
+        targets = fired_targets(self.spec, Status.SUCCEEDED, chosen)
         attempts = context["ti"].try_number
         outcome = Outcome(
-            SUCCEEDED, result, None, targets, published, time.time(), attempts, decided=chosen, **extra
+            Status.SUCCEEDED, result, None, targets, published, time.time(), attempts, decided=chosen, **extra
         )
         if self.task_name not in self.plan.quiet_successes:
             self.push(context, outcome)
@@ -239,7 +240,7 @@ class AttuneOperator(BaseOperator):
         try:
             return self.succeed(context, scope, vars_, result, **extra)
         except TemplateRenderError as exc:
-            self.report_failure(context, FAILED, error_of(exc), result)
+            self.report_failure(context, Status.FAILED, error_of(exc), result)
             raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
 
     def report_failure(

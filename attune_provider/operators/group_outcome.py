@@ -12,12 +12,12 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from attune_provider.dag_factory.expressions import TemplateRenderError
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED
+from attune_provider.language.statuses import Status, TaskKind
+from attune_provider.language.templates.render import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.outcomes import OUTCOME_KEY, Outcome, combine, pull, pull_all
-from attune_provider.operators.scope import TaskScopeBuilder
-from attune_provider.operators.secrets import redact_secrets
+from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, combine, pull, pull_all
+from attune_provider.operators.state.scope import TaskScopeBuilder
+from attune_provider.operators.state.secrets import redact_secrets
 
 
 class GroupFailed(AirflowException):
@@ -31,14 +31,14 @@ class GroupOutcomeOperator(AttuneOperator):
 
     def execute(self, context: Any) -> Any:
         builder = self.scope_builder(context)
-        if self.plan.kind(self.task_name) == "with_items":
+        if self.plan.kind(self.task_name) == TaskKind.WITH_ITEMS:
             status, result, error, total = self._executions(context)
         else:
             status, result, error, total = self._members(builder)
-        if status == SKIPPED:
+        if status == Status.SKIPPED:
             self.skip(context, f"'{self.task_name}' did not run")
         extra = {"total_count": total} if total is not None else {}
-        if status != SUCCEEDED:
+        if status != Status.SUCCEEDED:
             self.report_failure(context, status, error or {}, result, **extra)
             raise GroupFailed(
                 f"{error.get('type') if error else ''}: {error.get('message') if error else ''}"
@@ -58,11 +58,17 @@ class GroupOutcomeOperator(AttuneOperator):
             return early.status, None, early.error, None
         meta = pull(ti, f"{base}.items", "items")
         if not isinstance(meta, dict):
-            return FAILED, None, {"type": "TaskDied", "message": "the items step ended without a list"}, None
+            return (
+                Status.FAILED,
+                None,
+                {"type": "TaskDied", "message": "the items step ended without a list"},
+                None,
+            )
         pulled = [Outcome.from_xcom(v) for v in pull_all(ti, f"{base}.run", OUTCOME_KEY)]
         by_index = {o.index: o for o in pulled if o is not None}
         outcomes = [
-            by_index.get(i) or Outcome(FAILED, error={"type": "TaskDied"}) for i in range(meta["executions"])
+            by_index.get(i) or Outcome(Status.FAILED, error={"type": "TaskDied"})
+            for i in range(meta["executions"])
         ]
         total = int(meta.get("total_count", len(outcomes)))
         combined = combine(outcomes, total, self.spec)
@@ -74,14 +80,19 @@ class GroupOutcomeOperator(AttuneOperator):
         reached (then every member skipped without running)."""
         names = [m.name for m in self.spec.tasks]
         outcomes = dict(zip(names, builder.outcomes.read_many(names), strict=True))
-        if all(o.status == SKIPPED for o in outcomes.values()) and not self._reached(builder):
-            return SKIPPED, None, None, None
+        if all(o.status == Status.SKIPPED for o in outcomes.values()) and not self._reached(builder):
+            return Status.SKIPPED, None, None, None
         results = {name: o.result for name, o in outcomes.items()}
-        failed = [name for name, o in outcomes.items() if o.status != SUCCEEDED]
+        failed = [name for name, o in outcomes.items() if o.status != Status.SUCCEEDED]
         if failed:
             message = "member(s) did not succeed: " + ", ".join(f"{n} ({outcomes[n].status})" for n in failed)
-            return FAILED, results, {"type": "ParallelFailed", "message": message, "members": failed}, None
-        return SUCCEEDED, results, None, None
+            return (
+                Status.FAILED,
+                results,
+                {"type": "ParallelFailed", "message": message, "members": failed},
+                None,
+            )
+        return Status.SUCCEEDED, results, None, None
 
     def _reached(self, builder: TaskScopeBuilder) -> bool:
         """Whether the group's gate was open: routed to, and its own `when` true (what its

@@ -29,14 +29,14 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.definitions.param import Param, ParamsDict
 from airflow.sdk.exceptions import AirflowTaskTimeout
 
-from attune_provider.dag_factory.expressions import render
-from attune_provider.dag_factory.graph import TIMEOUT
-from attune_provider.dag_factory.parameters import check_values
 from attune_provider.exceptions import ParameterError
+from attune_provider.language.parameters import check_values
+from attune_provider.language.statuses import Status
+from attune_provider.language.templates.render import render
 from attune_provider.operators.action import FAILURES, AttuneTaskFailed, classify
 from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
-from attune_provider.operators.runners.base import ActionFailed
-from attune_provider.operators.secrets import redact_secrets
+from attune_provider.operators.state.secrets import redact_secrets
+from attune_provider.runners.base import ActionFailed
 
 SUBMIT = "Submit"
 DEFAULT_SCHEMA: dict[str, Any] = {
@@ -167,7 +167,7 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
     def _fail(self, context: Any, scope: dict[str, Any], exc: BaseException) -> NoReturn:
         timeout = self.response_timeout.total_seconds() if self.response_timeout else 0.0
         status, error, result = classify(exc, timeout, self.task_name)
-        if status == TIMEOUT:
+        if status == Status.TIMEOUT:
             error = {"type": "timeout", "message": f"task '{self.task_name}' got no answer in {timeout:g}s"}
         own = {"status": status, "result": result, "error": error}
         self.error_scope = own_scope(scope, self.task_name, own)

@@ -23,14 +23,14 @@ from airflow.sdk.exceptions import (
     AirflowTaskTimeout,
 )
 
-from attune_provider.dag_factory.expressions import render
-from attune_provider.dag_factory.graph import FAILED, SUCCEEDED
-from attune_provider.dag_factory.plan import WorkflowPlan, batches
 from attune_provider.exceptions import ParameterError
+from attune_provider.language.plan import WorkflowPlan, batches
+from attune_provider.language.statuses import Status
+from attune_provider.language.templates.render import render
 from attune_provider.operators.action import FAILURES, ActionRunMixin, AttuneTaskFailed, classify
 from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
-from attune_provider.operators.outcomes import Outcome
-from attune_provider.operators.secrets import mask_inputs, redact_secrets
+from attune_provider.operators.state.outcome_xcom import Outcome
+from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
 
 
 def max_map_length() -> int:
@@ -83,7 +83,7 @@ class ItemsOperator(AttuneOperator):
                 f"with_items of '{self.task_name}' has {len(calls)} executions, more than Airflow's "
                 f"[core] max_map_length of {limit}: use batch_size or raise max_map_length"
             )
-            self.report_failure(context, FAILED, {"type": "TooManyItems", "message": message})
+            self.report_failure(context, Status.FAILED, {"type": "TooManyItems", "message": message})
             raise AttuneTaskFailed(message)
         context["ti"].xcom_push(key="items", value={"total_count": len(items), "executions": len(calls)})
         return sealed(calls)
@@ -102,7 +102,9 @@ class ExecutionMixin(ActionRunMixin):
         except FAILURES as exc:
             self.execution_failed(context, index, exc)
         if push_success:
-            self.push(context, Outcome(SUCCEEDED, result, attempts=context["ti"].try_number, index=index))
+            self.push(
+                context, Outcome(Status.SUCCEEDED, result, attempts=context["ti"].try_number, index=index)
+            )
         return redact_secrets(result)
 
     def execution_failed(self, context: Any, index: int, exc: BaseException) -> NoReturn:

@@ -12,8 +12,8 @@ from typing import Any
 
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
-from attune_provider.dag_factory.expressions import render, truthy
-from attune_provider.dag_factory.spec import Retry
+from attune_provider.language.models import Retry
+from attune_provider.language.templates.render import render, truthy
 
 
 def retry_refused(retry: Retry | None, error_scope: dict[str, Any] | None) -> bool:

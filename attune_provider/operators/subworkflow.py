@@ -15,14 +15,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from attune_provider.dag_factory.expressions import TemplateRenderError
-from attune_provider.dag_factory.parameters import check_values
 from attune_provider.exceptions import ParameterError
+from attune_provider.language.parameters import check_values
+from attune_provider.language.templates.render import TemplateRenderError
 from attune_provider.operators.action import AttuneTaskFailed
 from attune_provider.operators.base import RendersInput
-from attune_provider.operators.outcomes import STARTED_KEY
-from attune_provider.operators.runners.base import error_of
-from attune_provider.operators.secrets import redact_secrets
+from attune_provider.operators.state.outcome_xcom import STARTED_KEY
+from attune_provider.operators.state.secrets import redact_secrets
+from attune_provider.runners.base import error_of
 
 
 class SubworkflowInputOperator(RendersInput):

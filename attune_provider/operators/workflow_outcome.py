@@ -15,12 +15,13 @@ from typing import Any
 import jsonschema
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from attune_provider.dag_factory.expressions import TemplateRenderError, render
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT, handles
-from attune_provider.dag_factory.plan import WorkflowPlan
-from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID, Task
+from attune_provider.language.models import Task
+from attune_provider.language.plan import WorkflowPlan
+from attune_provider.language.routing import handles
+from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID, Status
+from attune_provider.language.templates.render import TemplateRenderError, render
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.outcomes import (
+from attune_provider.operators.state.outcome_xcom import (
     OUTCOME_KEY,
     WORKFLOW_KEY,
     Outcome,
@@ -28,9 +29,9 @@ from attune_provider.operators.outcomes import (
     pull,
     subworkflow_deadline,
 )
-from attune_provider.operators.runners.base import timeout_error
-from attune_provider.operators.scope import TaskScopeBuilder
-from attune_provider.operators.secrets import redact_secrets
+from attune_provider.operators.state.scope import TaskScopeBuilder
+from attune_provider.operators.state.secrets import redact_secrets
+from attune_provider.runners.base import timeout_error
 
 
 def _render_data(template: Any, scope: dict[str, Any]) -> Any:
@@ -100,8 +101,8 @@ class WorkflowOutcomeOperator(AttuneOperator):
         """A subworkflow whose input step was skipped or failed ends the same way."""
         value = pull(context["ti"], self.workflow.prefix + SUBWORKFLOW_INPUT_ID, OUTCOME_KEY)
         early = Outcome.from_xcom(value)
-        if early is not None and early.status == SKIPPED:
-            self.push(context, Outcome(SKIPPED))
+        if early is not None and early.status == Status.SKIPPED:
+            self.push(context, Outcome(Status.SKIPPED))
             raise AirflowSkipException(f"'{self.task_name}' did not run")
         if early is not None:
             self.report_failure(context, early.status, early.error or {})
@@ -118,7 +119,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
     ) -> Any:
         """Push the workflow's outcome (one `workflow` XCom), report to the calling task,
         and end as the workflow did: failed, or returning the output (its return_value)."""
-        status = FAILED if reasons else SUCCEEDED
+        status = Status.FAILED if reasons else Status.SUCCEEDED
         report = {"status": status, "tasks": tasks, "errors": errors, "vars": vars_, "reasons": reasons}
         context["ti"].xcom_push(key=WORKFLOW_KEY, value=redact_secrets(report))
         if self.workflow.parent is not None:
@@ -133,11 +134,11 @@ class WorkflowOutcomeOperator(AttuneOperator):
         deadline = subworkflow_deadline(self.workflow, context["ti"])
         if deadline is not None and time.time() > deadline[0]:  # whatever the child ended with
             error = timeout_error(self.task_name, deadline[1])
-            self.report_failure(context, TIMEOUT, error, output)
+            self.report_failure(context, Status.TIMEOUT, error, output)
             raise AirflowFailException(error["message"])
         if reasons:
             error = {"type": "WorkflowFailed", "message": "; ".join(reasons)}
-            self.report_failure(context, FAILED, error, output)
+            self.report_failure(context, Status.FAILED, error, output)
             return
         builder = self.scope_builder(context)
         vars_ = builder.vars_before(self.task_name)
@@ -157,7 +158,9 @@ class WorkflowOutcomeOperator(AttuneOperator):
         for task in self.workflow.tasks.values():  # parallel members too, as `<group>.<member>`
             state = outcomes.airflow_state(task.name)
             if state == "skipped" or (state == "success" and not _may_fire_fail(task)):
-                tasks[self.workflow.task_ids[task.name]] = SKIPPED if state == "skipped" else SUCCEEDED
+                tasks[self.workflow.task_ids[task.name]] = (
+                    Status.SKIPPED if state == "skipped" else Status.SUCCEEDED
+                )
                 continue
             outcome = outcomes[task.name]
             tasks[self.workflow.task_ids[task.name]] = outcome.status
@@ -167,7 +170,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
                 continue  # a member's failure is its group's: the group's transitions handle it
             if "fail" in outcome.next:
                 reasons.append(f"task '{task.name}' reached 'fail'")
-            elif outcome.status in (FAILED, TIMEOUT) and not handles(task, outcome.status):
+            elif outcome.status in (Status.FAILED, Status.TIMEOUT) and not handles(task, outcome.status):
                 reasons.append(f"task '{task.name}' {outcome.status} and no transition handles it")
         return tasks, errors, reasons
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from attune_provider.dag_factory.plan import ActionPlan
+from attune_provider.language.plan import ActionPlan
 
 
 class ActionFailed(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from attune_provider.operators.runners.base import Invocation
+from attune_provider.runners.base import Invocation
 
 
 class NoopRunner:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from attune_provider.operators.runners.base import ActionFailed, Invocation, error_of
+from attune_provider.runners.base import ActionFailed, Invocation, error_of
 
 log = logging.getLogger(__name__)
 

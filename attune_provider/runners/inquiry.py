@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attune_provider.operators.runners.base import ActionFailed, Invocation
+from attune_provider.runners.base import ActionFailed, Invocation
 
 
 class InquiryRunner:

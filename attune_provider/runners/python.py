@@ -9,8 +9,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from attune_provider.operators.runners.base import ActionFailed, Invocation, error_of
-from attune_provider.operators.secrets import masked_prints
+from attune_provider.runners.base import ActionFailed, Invocation, error_of
+from attune_provider.runners.masking import masked_prints
 
 
 def load_module(path: str) -> ModuleType:

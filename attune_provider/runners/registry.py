@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import importlib
 
-from attune_provider.operators.runners.base import Runner
+from attune_provider.runners.base import Runner
 
 _RUNNERS = {
-    "noop": "attune_provider.operators.runners.builtins:NoopRunner",
-    "echo": "attune_provider.operators.runners.builtins:EchoRunner",
-    "sleep": "attune_provider.operators.runners.builtins:SleepRunner",
-    "python-script": "attune_provider.operators.runners.python:PythonScriptRunner",
-    "local-shell-cmd": "attune_provider.operators.runners.shell:ShellCommandRunner",
-    "local-shell-script": "attune_provider.operators.runners.shell:ShellScriptRunner",
-    "http-request": "attune_provider.operators.runners.http:HttpRunner",
-    "inquiry": "attune_provider.operators.runners.inquiry:InquiryRunner",
+    "noop": "attune_provider.runners.builtins:NoopRunner",
+    "echo": "attune_provider.runners.builtins:EchoRunner",
+    "sleep": "attune_provider.runners.builtins:SleepRunner",
+    "python-script": "attune_provider.runners.python:PythonScriptRunner",
+    "local-shell-cmd": "attune_provider.runners.shell:ShellCommandRunner",
+    "local-shell-script": "attune_provider.runners.shell:ShellScriptRunner",
+    "http-request": "attune_provider.runners.http:HttpRunner",
+    "inquiry": "attune_provider.runners.inquiry:InquiryRunner",
 }
 
 

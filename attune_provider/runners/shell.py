@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from attune_provider.operators.runners.base import ActionFailed, Invocation, error_of
+from attune_provider.runners.base import ActionFailed, Invocation, error_of
 
 log = logging.getLogger(__name__)
 

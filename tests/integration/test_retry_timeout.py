@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from attune_provider.dag_factory.spec import Retry
+from attune_provider.language.models import Retry
 from attune_provider.local_run import RunResult
 
 FLAKY_YAML = """

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from attune_provider.run_command import UsageError, parse_params, parse_value
+from attune_provider.cli.run import UsageError, parse_params, parse_value
 from tests.integration.conftest import write_pack
 
 COMPUTE_META = """

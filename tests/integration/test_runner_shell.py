@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from attune_provider.operators.runners import shell
+from attune_provider.runners import shell
 
 
 def live_processes_with(marker: str) -> list[str]:

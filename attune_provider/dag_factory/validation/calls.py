@@ -12,22 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from attune_provider.dag_factory.loader import YAML_SUFFIXES, Catalog, WorkflowEntry
-from attune_provider.dag_factory.source import Problem, key_location, load_yaml_file
-from attune_provider.dag_factory.spec import (
-    OUTCOME_TASK_ID,
-    SUBWORKFLOW_INPUT_ID,
-    Task,
-    Workflow,
-    did_you_mean,
-)
-from attune_provider.dag_factory.validator_workflow import (
+from attune_provider.dag_factory.loader import YAML_SUFFIXES
+from attune_provider.dag_factory.validation.workflow import (
     MAX_AIRFLOW_ID,
     Placed,
     error,
     walk_tasks,
     warning,
 )
+from attune_provider.language.catalog import Catalog, WorkflowEntry
+from attune_provider.language.models import (
+    Task,
+    Workflow,
+    did_you_mean,
+)
+from attune_provider.language.source import Problem, key_location, load_yaml_file
+from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID
 
 
 class Broken(NamedTuple):

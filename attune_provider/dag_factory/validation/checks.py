@@ -22,10 +22,7 @@ from typing import Any, NamedTuple
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
-from attune_provider.dag_factory.loader import ActionEntry, Catalog, PackEntry, WorkflowEntry
-from attune_provider.dag_factory.source import Location, Problem, Severity, locate
-from attune_provider.dag_factory.spec import NAME_PATTERN
-from attune_provider.dag_factory.validator_calls import (
+from attune_provider.dag_factory.validation.calls import (
     Broken,
     broken_targets,
     cascade,
@@ -35,13 +32,16 @@ from attune_provider.dag_factory.validator_calls import (
     invalid_workflows,
     subworkflow_calls,
 )
-from attune_provider.dag_factory.validator_templates import TemplateContext, check_templates
-from attune_provider.dag_factory.validator_workflow import (
+from attune_provider.dag_factory.validation.templates import TemplateContext, check_templates
+from attune_provider.dag_factory.validation.workflow import (
     MAX_AIRFLOW_ID,
     check_workflow_structure,
     error,
     warning,
 )
+from attune_provider.language.catalog import ActionEntry, Catalog, PackEntry, WorkflowEntry
+from attune_provider.language.models import NAME_PATTERN
+from attune_provider.language.source import Location, Problem, Severity, locate
 
 DEFAULT_MAX_DEPTH = 5
 ENTRY_POINT_RUNNERS = ("python-script", "local-shell-script")

@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 
 from jinja2.defaults import DEFAULT_NAMESPACE
 
-from attune_provider.dag_factory.expressions import Reference, analyse, template_strings
-from attune_provider.dag_factory.source import Location, Problem
-from attune_provider.dag_factory.spec import Node, Task, Workflow, did_you_mean
-from attune_provider.dag_factory.validator_workflow import error, task_names, walk_tasks
+from attune_provider.dag_factory.validation.workflow import error, task_names, walk_tasks
+from attune_provider.language.models import Node, Task, Workflow, did_you_mean
+from attune_provider.language.source import Location, Problem
+from attune_provider.language.templates.render import Reference, analyse, template_strings
 
 SCOPES = ("parameters", "vars", "task", "pack", "system", "kv", "item", "index")
 JINJA_GLOBALS = frozenset(DEFAULT_NAMESPACE)

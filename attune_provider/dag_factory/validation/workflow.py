@@ -9,17 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from attune_provider.dag_factory.graph import FAILED, SUCCEEDED, TIMEOUT, Edge, Graph, transition_fires
-from attune_provider.dag_factory.source import Location, Problem, Severity
-from attune_provider.dag_factory.spec import (
+from attune_provider.language.models import (
     NAME_PATTERN,
-    OUTCOME_TASK_ID,
     RESERVED_TARGETS,
-    SUBWORKFLOW_INPUT_ID,
     Task,
     Workflow,
     did_you_mean,
 )
+from attune_provider.language.routing import Edge, Graph, transition_fires
+from attune_provider.language.source import Location, Problem, Severity
+from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Status
 
 RESERVED_TASK_NAMES = RESERVED_TARGETS | {OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID}
 MAX_AIRFLOW_ID = 250  # Airflow's limit for a dag_id or task_id
@@ -218,7 +217,7 @@ def _check_joins(graph: Graph) -> list[Problem]:
         for source, edges in by_source.items():
             if not any(
                 all(transition_fires(graph.tasks[source], edge, outcome, name) for edge in edges)
-                for outcome in (SUCCEEDED, FAILED, TIMEOUT)
+                for outcome in (Status.SUCCEEDED, Status.FAILED, Status.TIMEOUT)
             ):
                 keys = " and ".join(dict.fromkeys(edge.key for edge in edges))
                 message = (

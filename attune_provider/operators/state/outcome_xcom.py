@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from attune_provider.dag_factory.graph import FAILED, SKIPPED, SUCCEEDED, TIMEOUT, fired_targets
-from attune_provider.dag_factory.plan import WorkflowPlan
-from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID
+from attune_provider.language.plan import WorkflowPlan
+from attune_provider.language.routing import fired_targets
+from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID, Status
 
 OUTCOME_KEY = "attune"
 WORKFLOW_KEY = "workflow"  # the workflow's outcome, pushed by its `attune_outcome` task
@@ -125,15 +125,17 @@ def combine(outcomes: list[Outcome], total: int, task: Any) -> Outcome:
     """The one outcome of a with_items task from its executions' (in item order): failed
     when any failed (timeout when all the failures timed out), with the results in order."""
     results = [o.result for o in outcomes]
-    failed = [(i, o) for i, o in enumerate(outcomes) if o.status != SUCCEEDED]
+    failed = [(i, o) for i, o in enumerate(outcomes) if o.status != Status.SUCCEEDED]
     if not failed:
-        return Outcome(SUCCEEDED, results, next=fired_targets(task, SUCCEEDED), total_count=total)
+        return Outcome(
+            Status.SUCCEEDED, results, next=fired_targets(task, Status.SUCCEEDED), total_count=total
+        )
     first_index, first = failed[0]
     message = (
         f"{len(failed)} of {len(outcomes)} executions failed; "
         f"first, index {first_index}: {(first.error or {}).get('message', '')}"
     )
-    status = TIMEOUT if all(o.status == TIMEOUT for _, o in failed) else FAILED
+    status = Status.TIMEOUT if all(o.status == Status.TIMEOUT for _, o in failed) else Status.FAILED
     error = {"type": "ItemsFailed", "message": message, "index": first_index}
     return Outcome(status, results, error, fired_targets(task, status), total_count=total)
 
@@ -142,7 +144,7 @@ _FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "remov
 _NOT_STARTED = frozenset({"skipped", "upstream_failed"})
 # `upstream_failed`: never started (a `plan.trigger_gated` task after a predecessor that
 # died, or a subworkflow's entry task after its refused input): not reached, so skipped.
-_AIRFLOW_TO_STATUS = {"success": SUCCEEDED, "failed": FAILED}
+_AIRFLOW_TO_STATUS = {"success": Status.SUCCEEDED, "failed": Status.FAILED}
 
 
 class OutcomeReader(Mapping[str, Outcome]):
@@ -182,7 +184,7 @@ class OutcomeReader(Mapping[str, Outcome]):
         if len(names) > 2:
             for name in names:
                 if name not in self._cache and self.airflow_state(name) == "skipped":
-                    self._cache[name] = Outcome(SKIPPED)
+                    self._cache[name] = Outcome(Status.SKIPPED)
 
     def airflow_state(self, name: str) -> str | None:
         """Airflow's state of the task that reports `name`'s outcome (one call per reader);
@@ -214,7 +216,7 @@ class OutcomeReader(Mapping[str, Outcome]):
         if name not in self._plan.quiet_successes or self.airflow_state(name) != "success":
             return None
         result = pull(self._ti, self._task_ids[name]) if with_result else None
-        return Outcome(SUCCEEDED, result, next=fired_targets(self._plan.tasks[name], SUCCEEDED))
+        return Outcome(Status.SUCCEEDED, result, next=fired_targets(self._plan.tasks[name], Status.SUCCEEDED))
 
     def _pull(self, name: str) -> Outcome:
         if name in self._plan.mapped_items:
@@ -238,35 +240,37 @@ class OutcomeReader(Mapping[str, Outcome]):
         total = sum(len(e) for e in executions) if task.batch_size else len(executions)
         instance_states = self._instance_states(name)
         if _NOT_STARTED.issuperset(instance_states) or not _FINISHED.issuperset(instance_states):
-            return Outcome(SKIPPED)  # as a task that has not ended reads (one that is not upstream)
+            return Outcome(Status.SKIPPED)  # as a task that has not ended reads (one that is not upstream)
         if all(state == "success" for state in instance_states):
             results = pull_all(self._ti, task_id)
             if len(results) != len(executions):  # some results were null: read them one by one
                 results = self._ti.xcom_pull(task_ids=task_id, map_indexes=list(range(len(executions))))
-            return Outcome(SUCCEEDED, results, next=fired_targets(task, SUCCEEDED), total_count=total)
+            return Outcome(
+                Status.SUCCEEDED, results, next=fired_targets(task, Status.SUCCEEDED), total_count=total
+            )
         reported = [o for o in map(Outcome.from_xcom, pull_all(self._ti, task_id, OUTCOME_KEY)) if o]
         for early in reported:  # the gate or the input failed: the task's failure, not an item's
-            if early.index is None and early.status != SKIPPED:
+            if early.index is None and early.status != Status.SKIPPED:
                 return Outcome(early.status, None, early.error, fired_targets(task, early.status))
         by_index = {o.index: o for o in reported}
         outcomes = []
         for index, state in enumerate(instance_states):
             if state == "success":
                 result = self._ti.xcom_pull(task_ids=task_id, map_indexes=index)
-                outcomes.append(Outcome(SUCCEEDED, result))
+                outcomes.append(Outcome(Status.SUCCEEDED, result))
             else:
                 died = {"type": "TaskDied", "message": f"execution {index} ended {state}"}
-                outcomes.append(by_index.get(index) or Outcome(FAILED, error=died))
+                outcomes.append(by_index.get(index) or Outcome(Status.FAILED, error=died))
         return combine(outcomes, total, task)
 
     def _from_airflow_state(self, name: str, task_id: str) -> Outcome:
         """A task that pushed nothing: skipped or never ran, or died (then it failed)."""
-        status = _AIRFLOW_TO_STATUS.get(str(self._run_states().get(task_id) or ""), SKIPPED)
-        if status == FAILED:
+        status = _AIRFLOW_TO_STATUS.get(str(self._run_states().get(task_id) or ""), Status.SKIPPED)
+        if status == Status.FAILED:
             task = self._plan.tasks[name]
             error = {"type": "TaskDied", "message": "the task ended without reporting an outcome"}
-            return Outcome(FAILED, error=error, next=fired_targets(task, FAILED))
-        return Outcome(SKIPPED)
+            return Outcome(Status.FAILED, error=error, next=fired_targets(task, Status.FAILED))
+        return Outcome(Status.SKIPPED)
 
     def _run_states(self) -> dict[str, Any]:
         """Airflow's state of every task of the run, in one call (tasks skipped early by
@@ -302,7 +306,7 @@ def merged_vars(initial: Mapping[str, Any], outcomes: OutcomeReader, names: list
     """Initial vars, then the publishes of the succeeded tasks among `names`, in end order."""
     values = dict(initial)
     found = outcomes.read_many(names)
-    published = [o for o in found if o.status == SUCCEEDED and o.published]
+    published = [o for o in found if o.status == Status.SUCCEEDED and o.published]
     for outcome in sorted(published, key=lambda o: o.ended_at):
         values.update(outcome.published)
     return values

@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from attune_provider.dag_factory.expressions import render
-from attune_provider.dag_factory.parameters import check_values, with_defaults
-from attune_provider.dag_factory.plan import WorkflowPlan
-from attune_provider.dag_factory.spec import SUBWORKFLOW_INPUT_ID
 from attune_provider.exceptions import ParameterError
-from attune_provider.operators.outcomes import OutcomeReader, merged_vars, pull
-from attune_provider.operators.secrets import mask, was_redacted
+from attune_provider.language.parameters import check_values, with_defaults
+from attune_provider.language.plan import WorkflowPlan
+from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID
+from attune_provider.language.templates.render import render
+from attune_provider.operators.state.outcome_xcom import OutcomeReader, merged_vars, pull
+from attune_provider.operators.state.secrets import mask, was_redacted
 
 PACK_CONFIG_VARIABLE = "attune_pack_config__{pack}"
 

@@ -17,18 +17,13 @@ characters by default), nor the word `airflow`.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
+
+from attune_provider.runners.masking import REPLACEMENT, redact_text, running_in_process
 
 if TYPE_CHECKING:
-    from attune_provider.dag_factory.plan import ActionPlan
-
-REPLACEMENT = "***"
-
+    from attune_provider.language.plan import ActionPlan
 
 def mask(value: Any) -> None:
     """Mask a secret (strings inside lists and mappings too); None and booleans are ignored."""
@@ -71,25 +66,15 @@ class _RedactRendered:
     def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
         rendered = self.renderer(logger, method_name, event_dict)
         if isinstance(rendered, str):
-            return _redact_text(rendered)
+            return redact_text(rendered)
         if isinstance(rendered, bytes):
-            return _redact_text(rendered.decode("utf-8", errors="replace")).encode()
+            return redact_text(rendered.decode("utf-8", errors="replace")).encode()
         return rendered
 
 
 def _wrap_renderer(processors: Any) -> None:
     if isinstance(processors, list) and processors and not isinstance(processors[-1], _RedactRendered):
         processors[-1] = _RedactRendered(processors[-1])
-
-
-def _running_in_process() -> bool:
-    """True under `dag.test()`: the task runs inside the calling Airflow process."""
-    try:
-        from airflow.sdk.execution_time import task_runner
-        from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
-    except ImportError:
-        return False
-    return isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), InProcessSupervisorComms)
 
 
 _in_process_masking = False
@@ -105,7 +90,7 @@ def _mask_in_process_logs() -> None:
     rendered line (once per process).
     """
     global _in_process_masking
-    if _in_process_masking or not _running_in_process():
+    if _in_process_masking or not running_in_process():
         return
     import structlog
 
@@ -113,53 +98,6 @@ def _mask_in_process_logs() -> None:
     for handler in logging.getLogger().handlers:
         _wrap_renderer(getattr(handler.formatter, "processors", None))
     _in_process_masking = True
-
-
-class _RedactingStream(io.TextIOBase):
-    """Writes whole lines to `target` with registered secrets redacted."""
-
-    def __init__(self, target: TextIO) -> None:
-        self.target = target
-        self.pending = ""
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        done, newline, self.pending = self.pending.rpartition("\n")
-        if newline:
-            self.target.write(_redact_text(done + newline))
-        return len(text)
-
-    def flush(self) -> None:
-        if self.pending:
-            self.target.write(_redact_text(self.pending))
-            self.pending = ""
-        self.target.flush()
-
-
-@contextlib.contextmanager
-def masked_prints() -> Iterator[None]:
-    """Under `dag.test()`, redact what Python code writes to `sys.stdout`/`sys.stderr`.
-
-    A worker's supervisor masks a task's output itself; in-process, `print()` would reach
-    the console (and `attune-airflow run`'s log) in clear. Writes to the file descriptors
-    themselves (`os.write`, child processes) are not covered.
-    """
-    if not _running_in_process():
-        yield
-        return
-    out, err = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            yield
-    finally:
-        out.flush()
-        err.flush()
-
-
-def _redact_text(text: str) -> str:
-    from airflow.sdk.log import redact
-
-    return str(redact(text, replacement=REPLACEMENT))
 
 
 def was_redacted(value: Any) -> bool:
@@ -176,7 +114,7 @@ def was_redacted(value: Any) -> bool:
 def redact_secrets(value: Any) -> Any:
     """`value` with every registered secret replaced by `***` (structure and other types kept)."""
     if isinstance(value, str):
-        return _redact_text(value)
+        return redact_text(value)
     if isinstance(value, dict):
         return {redact_secrets(key): redact_secrets(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -184,5 +122,5 @@ def redact_secrets(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(redact_secrets(item) for item in value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value if _redact_text(str(value)) == str(value) else REPLACEMENT
+        return value if redact_text(str(value)) == str(value) else REPLACEMENT
     return value

@@ -13,7 +13,7 @@ import pytest
 from attune_provider import __version__, settings
 from attune_provider.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 BAD_WORKFLOW = """\
     ref: p.w

@@ -16,7 +16,7 @@ from attune_provider.dag_factory.validation.checks import Report, validate_catal
 from attune_provider.dag_factory.validation.templates import template_location
 from attune_provider.language.source import Location
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples" / "deploy_application.yaml"
+EXAMPLE = Path(__file__).resolve().parents[5] / "shared" / "spec" / "examples" / "deploy_application.yaml"
 WF = "p/workflows/w.yaml"
 
 

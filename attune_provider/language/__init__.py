@@ -1,0 +1,1 @@
+"""The Attune language, without Airflow: sources, models, routing, templates, the plan."""

@@ -1,0 +1,1 @@
+"""Jinja templates of the language: the sandboxed environment, rendering, analysis."""

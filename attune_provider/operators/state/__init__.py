@@ -1,0 +1,1 @@
+"""What tasks share through Airflow: the outcome XCom protocol, the template scope, secrets."""
