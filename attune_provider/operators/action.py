@@ -16,7 +16,7 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values
 from attune_provider.language.plan import ActionPlan
 from attune_provider.language.statuses import Status
-from attune_provider.language.templates.render import TemplateRenderError
+from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
 from attune_provider.runners.base import ActionFailed, Invocation, Runner, error_of, timeout_error

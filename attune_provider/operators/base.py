@@ -20,7 +20,8 @@ from attune_provider.language.models import Task
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.routing import fired_targets, transition_fires
 from attune_provider.language.statuses import Status, TaskKind
-from attune_provider.language.templates.render import TemplateRenderError, render, truthy
+from attune_provider.language.templates.environment import TemplateRenderError
+from attune_provider.language.templates.render import render, truthy
 from attune_provider.operators.retry import retry_refused
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, subworkflow_deadline
 from attune_provider.operators.state.scope import SubworkflowNotStarted, TaskScopeBuilder

@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException
 
 from attune_provider.language.statuses import Status, TaskKind
-from attune_provider.language.templates.render import TemplateRenderError
+from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, combine, pull, pull_all
 from attune_provider.operators.state.scope import TaskScopeBuilder

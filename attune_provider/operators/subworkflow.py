@@ -17,7 +17,7 @@ from typing import Any
 
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values
-from attune_provider.language.templates.render import TemplateRenderError
+from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.action import AttuneTaskFailed
 from attune_provider.operators.base import RendersInput
 from attune_provider.operators.state.outcome_xcom import STARTED_KEY

@@ -19,7 +19,8 @@ from attune_provider.language.models import Task
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.routing import handles
 from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID, Status
-from attune_provider.language.templates.render import TemplateRenderError, render
+from attune_provider.language.templates.environment import TemplateRenderError
+from attune_provider.language.templates.render import render
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.state.outcome_xcom import (
     OUTCOME_KEY,

@@ -15,7 +15,7 @@ from jinja2.defaults import DEFAULT_NAMESPACE
 from attune_provider.dag_factory.validation.workflow import error, task_names, walk_tasks
 from attune_provider.language.models import Node, Task, Workflow, did_you_mean
 from attune_provider.language.source import Location, Problem
-from attune_provider.language.templates.render import Reference, analyse, template_strings
+from attune_provider.language.templates.analysis import Reference, analyse, template_strings
 
 SCOPES = ("parameters", "vars", "task", "pack", "system", "kv", "item", "index")
 JINJA_GLOBALS = frozenset(DEFAULT_NAMESPACE)

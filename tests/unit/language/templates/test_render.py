@@ -8,18 +8,9 @@ import jinja2
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
-from attune_provider.language.templates.render import (
-    ENV,
-    AttuneEnvironment,
-    Reference,
-    TemplateIssue,
-    TemplateRenderError,
-    analyse,
-    is_single_expression,
-    render,
-    template_strings,
-    truthy,
-)
+from attune_provider.language.templates.analysis import Reference, TemplateIssue, analyse, template_strings
+from attune_provider.language.templates.environment import ENV, AttuneEnvironment, TemplateRenderError
+from attune_provider.language.templates.render import is_single_expression, render, truthy
 
 SCOPE: dict[str, Any] = {
     "parameters": {
@@ -406,7 +397,7 @@ def test_analyse_of_the_skeleton_equals_analyse_of_the_whole_text() -> None:
     safe: over many generated templates it must find exactly what the whole text gives."""
     import random
 
-    from attune_provider.language.templates.render import _analyse, _skeleton
+    from attune_provider.language.templates.analysis import _analyse, _skeleton
 
     texts = ["", "x", "a b ", "\n", "l1\nl2\n", "}", "{", "#", "%}", "-", "{{", "}}", "{#c#}", "{% if a %}"]
     expressions = [

@@ -22,7 +22,8 @@ from airflow.sdk.api.datamodels._generated import DagRun, DagRunState, DagRunTyp
 from attune_provider.dag_factory.validation.checks import validate_catalog
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.plan import WorkflowPlan, build_plan
-from attune_provider.language.templates.render import TemplateRenderError, render
+from attune_provider.language.templates.environment import TemplateRenderError
+from attune_provider.language.templates.render import render
 from attune_provider.operators.state.scope import (
     DAG_TEST_USER,
     LazyVars,
