@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 from airflow.sdk import DAG, Param, TaskGroup
 from airflow.sdk.definitions.param import NOTSET
 
-from attune_provider.language.models import Task, Workflow, nullable
+from attune_provider.language.models import Task, Workflow
+from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, TaskKind
 
@@ -40,10 +41,10 @@ def _plain(value: Any) -> Any:
 def _param(name: str, prop: dict[str, Any]) -> Param:
     """A workflow parameter as a typed Airflow Param (the trigger form's field)."""
     prop = _plain(prop)
-    schema = {k: v for k, v in prop.items() if k not in ("required", "default", "secret")}
-    required = prop.get("required") is True
-    default = prop.get("default", NOTSET)
-    if not required and default is NOTSET:
+    schema = property_schema(prop)
+    schema.pop("default", None)
+    default = prop["default"] if has_default(prop) else NOTSET
+    if not is_required(prop) and default is NOTSET:
         default = None
         schema = nullable(schema)
     schema.setdefault("title", name)

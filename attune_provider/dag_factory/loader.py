@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from attune_provider.dag_factory.file_cache import FileCache
 from attune_provider.language.catalog import ActionEntry, Catalog, PackEntry, WorkflowEntry
-from attune_provider.language.models import Action, Pack, Workflow, parse_model
+from attune_provider.language.model_errors import parse_model
+from attune_provider.language.models import Action, Pack, Workflow
 from attune_provider.language.source import (
     DEFAULT_MAX_FILE_BYTES,
     LoadedYaml,

@@ -9,13 +9,12 @@ evaluate every field's annotation from its text, about a millisecond more per im
 """
 
 import re
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any, Literal, get_args
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from attune_provider.language.source import Location, MarkedDict, Problem, key_location, locate
+from attune_provider.language.source import Location, MarkedDict, key_location, locate
 
 RunnerType = Literal[
     "python-script",
@@ -231,157 +230,6 @@ class Pack(Node):
         if not PACK_REF_PATTERN.match(value):
             raise ValueError(f"pack ref '{value}' must match ^[a-z0-9_]+$")
         return value
-
-
-def secret_names(properties: Any) -> frozenset[str]:
-    """The properties marked `secret: true` (pack config keys, workflow or action parameters)."""
-    if not isinstance(properties, dict):
-        return frozenset()
-    return frozenset(k for k, v in properties.items() if isinstance(v, dict) and v.get("secret") is True)
-
-
-def nullable(prop: dict[str, Any]) -> dict[str, Any]:
-    """The schema of an optional parameter without default: it also accepts null (what the
-    trigger form sends for an empty field, and `-p name=null`)."""
-    prop = dict(prop)
-    kind = prop.get("type")
-    if isinstance(kind, str) and kind != "null":
-        prop["type"] = [kind, "null"]
-    elif isinstance(kind, list) and "null" not in kind:
-        prop["type"] = [*kind, "null"]
-    if isinstance(prop.get("enum"), list) and None not in prop["enum"]:
-        prop["enum"] = [*prop["enum"], None]
-    return prop
-
-
-def parameters_schema(parameters: dict[str, dict[str, Any]], closed: bool = True) -> dict[str, Any]:
-    """Turn Attune's properties-with-inline-`required` into one JSON-Schema object."""
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for name, prop in parameters.items():
-        prop = dict(prop)
-        if prop.pop("required", False) is True:
-            required.append(name)
-        elif "default" not in prop:
-            prop = nullable(prop)
-        prop.pop("secret", None)
-        properties[name] = prop
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
-
-
-def _model_for_path(root: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel]:
-    """Which model class an error path ends in (to suggest its field names)."""
-    model = root
-    for step in path[:-1]:
-        field = model.model_fields.get(step) if isinstance(step, str) else None
-        if field is None:
-            continue
-        for candidate in (Task, Retry, DecisionBranch):
-            if candidate.__name__ in repr(field.annotation):
-                model = candidate
-                break
-    return model
-
-
-def _data_path(data: Any, loc: tuple[Any, ...], keep_last: bool) -> list[Any]:
-    """The steps of a pydantic error path that exist in the data (drops union-member tags)."""
-    path: list[Any] = []
-    node = data
-    for index, step in enumerate(loc):
-        last = index == len(loc) - 1
-        if isinstance(node, (dict, list)) and not isinstance(step, bool):
-            try:
-                node = node[step]
-                path.append(step)
-                continue
-            except (KeyError, IndexError, TypeError):
-                pass
-        if last and keep_last:
-            path.append(step)
-    return path
-
-
-def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` for the closest option, or an empty string."""
-    import difflib  # only when suggesting a name: a parse without errors does not pay for it
-
-    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _describe(error: Any, path: list[Any], root: type[BaseModel]) -> str:
-    dotted = ".".join(str(p) for p in path) or "document"
-    if error["type"] == "extra_forbidden":
-        key = str(path[-1])
-        options = _field_names(_model_for_path(root, tuple(path)))
-        return f"unknown key '{key}'{did_you_mean(key, options)}"
-    if error["type"] == "missing":
-        return f"missing required key '{dotted}'"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    message = message.replace("a valid tuple", "a list").replace("Tuple should", "The list should")
-    if error["loc"][-1:] == ("[key]",) and isinstance(error.get("input"), bool):
-        message += " (YAML reads this key as true/false, like on/off/yes/no: quote it)"
-    return f"invalid value for '{dotted}': {message}"
-
-
-def _kind(data: Any) -> str:
-    """How a YAML value is called in messages."""
-    if data is None:
-        return "an empty file"
-    for types, name in (
-        (list, "a list"),
-        (str, "a string"),
-        (bool, "true/false"),
-        ((int, float), "a number"),
-    ):
-        if isinstance(data, types):
-            return name
-    return type(data).__name__
-
-
-def _error_locations(data: Any, error: Any, path: list[Any], fallback: Location) -> list[Location]:
-    """Where a pydantic error is written: one place, or each item an `ItemError` names."""
-    if error["type"] in ("extra_forbidden", "missing") and path:
-        parent: Any = data
-        for step in path[:-1]:
-            parent = parent[step]
-        if error["type"] == "missing":
-            return [getattr(parent, "loc", fallback)]
-        return [key_location(parent, path[-1], locate(data, path[:-1], fallback))]
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, ItemError):
-        return [locate(data, [*path, index], fallback) for index in cause.indexes]
-    return [locate(data, path, fallback)]
-
-
-def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, list[Problem]]:
-    """Build `cls` from YAML data, or return every problem with its file position."""
-    if not isinstance(data, dict):
-        where = getattr(data, "loc", fallback)
-        return None, [Problem(where, f"expected a mapping at the top of the file, found {_kind(data)}")]
-    try:
-        return cls.model_validate(data), []
-    except pydantic.ValidationError as exc:
-        problems: dict[Location, Problem] = {}
-        errors = exc.errors()
-        deeper = {tuple(e["loc"][:i]) for e in errors for i in range(len(e["loc"]))}
-        for error in errors:
-            if error["type"] == "too_short" and tuple(error["loc"]) in deeper:
-                continue  # pydantic's follow-up to a failed item, not a problem of its own
-            keep_last = error["type"] in ("extra_forbidden", "missing")
-            path = _data_path(data, tuple(error["loc"]), keep_last)
-            for where in _error_locations(data, error, path, fallback):
-                problems.setdefault(where, Problem(where, _describe(error, path, cls)))
-        return None, sorted(problems.values(), key=lambda p: p.location)
 
 
 def release_sources(node: Node) -> None:

@@ -1,6 +1,8 @@
-"""Checking run parameters against a workflow's `parameters`, with defaults applied.
+"""Parameters: Attune's properties as JSON Schema, and values checked against them.
 
-Used before a run starts (`attune-airflow run`) and again inside every task, so a run
+A parameter (of a workflow or an action, a pack config key, an inquiry's answer field) is
+a JSON-Schema property plus Attune's inline booleans `required` and `secret`. Values are
+checked before a run starts (`attune-airflow run`) and again inside every task, so a run
 triggered from Airflow with bad parameters stops the same way.
 """
 
@@ -14,6 +16,67 @@ import jsonschema
 
 from attune_provider.exceptions import ParameterError
 
+INLINE_KEYWORDS = ("required", "secret")  # Attune's additions to a property's JSON Schema
+
+
+def is_required(prop: Any) -> bool:
+    """`required: true` written on the property itself."""
+    return isinstance(prop, dict) and prop.get("required") is True
+
+
+def has_default(prop: Any) -> bool:
+    """Whether the property gives a value when none is passed (`default: null` gives none)."""
+    return isinstance(prop, dict) and prop.get("default") is not None
+
+
+def property_schema(prop: Mapping[str, Any]) -> dict[str, Any]:
+    """The property's JSON Schema: without Attune's inline booleans; JSON Schema's own
+    `required` list (an object's required keys) stays."""
+    return {
+        key: value for key, value in prop.items() if not (key in INLINE_KEYWORDS and isinstance(value, bool))
+    }
+
+
+def secret_names(properties: Any) -> frozenset[str]:
+    """The properties marked `secret: true` (pack config keys, workflow or action parameters)."""
+    if not isinstance(properties, dict):
+        return frozenset()
+    return frozenset(k for k, v in properties.items() if isinstance(v, dict) and v.get("secret") is True)
+
+
+def nullable(prop: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an optional parameter without default: it also accepts null (what the
+    trigger form sends for an empty field, and `-p name=null`)."""
+    prop = dict(prop)
+    kind = prop.get("type")
+    if isinstance(kind, str) and kind != "null":
+        prop["type"] = [kind, "null"]
+    elif isinstance(kind, list) and "null" not in kind:
+        prop["type"] = [*kind, "null"]
+    if isinstance(prop.get("enum"), list) and None not in prop["enum"]:
+        prop["enum"] = [*prop["enum"], None]
+    return prop
+
+
+def parameters_schema(parameters: dict[str, dict[str, Any]], closed: bool = True) -> dict[str, Any]:
+    """Turn Attune's properties-with-inline-`required` into one JSON-Schema object."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, prop in parameters.items():
+        field = property_schema(prop)
+        if is_required(prop):
+            required.append(name)
+        elif not has_default(prop):
+            field.pop("default", None)
+            field = nullable(field)
+        properties[name] = field
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
 
 def with_defaults(schema: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` plus the schema's defaults for the properties not given."""
@@ -24,24 +87,21 @@ def with_defaults(schema: Mapping[str, Any], values: Mapping[str, Any]) -> dict[
     return result
 
 
-def _error_name(error: jsonschema.ValidationError) -> str | None:
-    if error.path:
-        return str(error.path[0])
-    if error.validator == "required":
-        return str(error.message.split("'")[1]) if "'" in error.message else None
-    if error.validator == "additionalProperties":
-        return str(error.message.split("'")[1]) if "'" in error.message else None
-    return None
+def _quoted_key(error: jsonschema.ValidationError) -> str | None:
+    """The key a `required` or `additionalProperties` message quotes."""
+    return str(error.message.split("'")[1]) if "'" in error.message else None
 
 
 def _describe(error: jsonschema.ValidationError, what: str) -> str:
-    name = _error_name(error)
+    """One error, naming the entry (and, inside one, the dotted path of the key)."""
+    path = [str(step) for step in error.path]
     if error.validator == "required":
-        return f"missing required {what} '{name}'"
+        return f"missing required {what} '{'.'.join([*path, _quoted_key(error) or '?'])}'"
     if error.validator == "additionalProperties":
         schema = error.schema if isinstance(error.schema, Mapping) else {}
         extras = sorted(set(error.instance or ()) - set(schema.get("properties", {})))  # type: ignore[arg-type]
-        return f"unknown {what} {', '.join(repr(e) for e in extras)}"
+        return f"unknown {what} {', '.join(repr('.'.join([*path, str(e)])) for e in extras)}"
+    name = ".".join(path)
     return f"{what} '{name}': {error.message}" if name else f"{what}s: {error.message}"
 
 

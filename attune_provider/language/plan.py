@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from attune_provider.language.catalog import Catalog, WorkflowEntry
-from attune_provider.language.models import Task, Workflow, parameters_schema, secret_names
+from attune_provider.language.models import Task, Workflow
+from attune_provider.language.parameters import parameters_schema, secret_names
 from attune_provider.language.routing import Graph
 from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
 from attune_provider.language.templates.render import NotConstant, constant

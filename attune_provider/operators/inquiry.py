@@ -30,7 +30,7 @@ from airflow.sdk.definitions.param import Param, ParamsDict
 from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from attune_provider.exceptions import ParameterError
-from attune_provider.language.parameters import check_values
+from attune_provider.language.parameters import check_values, is_required, property_schema
 from attune_provider.language.statuses import Status
 from attune_provider.language.templates.render import render
 from attune_provider.operators.action import FAILURES, AttuneTaskFailed, classify
@@ -56,12 +56,9 @@ def answer_schema(given: Any) -> dict[str, Any]:
     properties = {}
     required = list(schema.get("required") or [])
     for name, prop in (schema.get("properties") or {}).items():
-        prop = dict(prop) if isinstance(prop, dict) else {}
-        if prop.get("required") is True:
+        if is_required(prop):
             required.append(name)
-        if isinstance(prop.get("required"), bool):
-            del prop["required"]
-        properties[name] = prop
+        properties[name] = property_schema(prop) if isinstance(prop, dict) else {}
     schema.setdefault("type", "object")
     schema["properties"] = properties
     if required:

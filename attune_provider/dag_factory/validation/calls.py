@@ -21,11 +21,8 @@ from attune_provider.dag_factory.validation.workflow import (
     warning,
 )
 from attune_provider.language.catalog import Catalog, WorkflowEntry
-from attune_provider.language.models import (
-    Task,
-    Workflow,
-    did_you_mean,
-)
+from attune_provider.language.model_errors import did_you_mean
+from attune_provider.language.models import Task, Workflow
 from attune_provider.language.source import Problem, key_location, load_yaml_file
 from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID
 

@@ -41,11 +41,11 @@ from attune_provider.dag_factory.validation.workflow import (
 )
 from attune_provider.language.catalog import ActionEntry, Catalog, PackEntry, WorkflowEntry
 from attune_provider.language.models import NAME_PATTERN
+from attune_provider.language.parameters import INLINE_KEYWORDS, property_schema
 from attune_provider.language.source import Location, Problem, Severity, locate
 
 DEFAULT_MAX_DEPTH = 5
 ENTRY_POINT_RUNNERS = ("python-script", "local-shell-script")
-INLINE_KEYWORDS = ("required", "secret")  # Attune's additions to a property's JSON-Schema
 
 
 class Report(NamedTuple):
@@ -131,13 +131,6 @@ def _misused(keyword: str, value: Any) -> bool:
     return not isinstance(value, bool) and not (keyword == "required" and isinstance(value, list))
 
 
-def _inline_property(prop: dict[str, Any]) -> dict[str, Any]:
-    """A parameter's schema without Attune's inline `required: true` and `secret`."""
-    return {
-        key: value for key, value in prop.items() if not (key in INLINE_KEYWORDS and isinstance(value, bool))
-    }
-
-
 def _below(owner: Any, *prefix: Any) -> Callable[[Sequence[Any]], Location]:
     """Locates a path inside the value at `prefix` below a model."""
 
@@ -161,7 +154,7 @@ def _parameter_schemas(owner: Any, kind: str) -> list[Problem]:
                 message += " (or, for an object, JSON Schema's list of its required keys)"
             problems.append(error(owner.loc("parameters", name, key), message))
         if not wrong:
-            problems += schema_problems(_inline_property(prop), _below(owner, "parameters", name), what)
+            problems += schema_problems(property_schema(prop), _below(owner, "parameters", name), what)
     if owner.output is not None:
         problems += schema_problems(owner.output, _below(owner, "output"), f"output of {kind}")
     return problems

@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 from jinja2.defaults import DEFAULT_NAMESPACE
 
 from attune_provider.dag_factory.validation.workflow import error, task_names, walk_tasks
-from attune_provider.language.models import Node, Task, Workflow, did_you_mean
+from attune_provider.language.model_errors import did_you_mean
+from attune_provider.language.models import Node, Task, Workflow
 from attune_provider.language.source import Location, Problem
 from attune_provider.language.templates.analysis import Reference, analyse, template_strings
 

@@ -9,13 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from attune_provider.language.models import (
-    NAME_PATTERN,
-    RESERVED_TARGETS,
-    Task,
-    Workflow,
-    did_you_mean,
-)
+from attune_provider.language.model_errors import did_you_mean
+from attune_provider.language.models import NAME_PATTERN, RESERVED_TARGETS, Task, Workflow
 from attune_provider.language.routing import Edge, Graph, transition_fires
 from attune_provider.language.source import Location, Problem, Severity
 from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Status

@@ -168,12 +168,6 @@ def test_parameters_become_typed_params_of_the_trigger_form(packs: PackWriter) -
     assert type(settings) is dict and type(settings["retries"]) is list and settings == {"retries": [1, 2]}
 
 
-@pytest.mark.xfail(
-    raises=ParamValidationError,
-    strict=True,
-    reason="compiler._param takes `default: null` as a default, so the Param refuses null "
-    "although validation accepts the workflow (a null default means no value)",
-)
 def test_a_null_default_leaves_an_optional_parameter_empty(packs: PackWriter) -> None:
     workflow = """
         ref: p.wf
