@@ -13,10 +13,6 @@ class AttuneError(Exception):
     """Base of every error the provider raises on purpose."""
 
 
-class LoadError(AttuneError):
-    """A file could not be read or parsed at all."""
-
-
 class ValidationError(AttuneError):
     """One or more problems were found; `problems` holds every one of them."""
 

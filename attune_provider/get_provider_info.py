@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from attune_provider import __version__
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-attune",
         "name": "Attune",
         "description": "Compile declarative Attune workflow packs (YAML) into Apache Airflow DAGs.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "config": {
             "attune": {
                 "description": "Attune for Airflow: where packs are and how they are loaded.",

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from attune_provider import settings
 from attune_provider.dag_factory.loader import load_catalog
 from attune_provider.dag_factory.validation.checks import validate_catalog
 from attune_provider.exceptions import ParameterError, ValidationError
@@ -105,7 +106,9 @@ def ensure_database() -> None:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def resolve(ref: str, packs_paths: Sequence[Path], max_depth: int = 5) -> WorkflowPlan:
+def resolve(
+    ref: str, packs_paths: Sequence[Path], max_depth: int = settings.DEFAULT_MAX_DEPTH
+) -> WorkflowPlan:
     """The validated plan of workflow `ref`, or ValidationError naming every problem."""
     catalog = load_catalog(packs_paths)
     report = validate_catalog(catalog, max_depth=max_depth)
@@ -188,7 +191,7 @@ def _test_run(dag: Any, params: Mapping[str, Any], instant: datetime) -> None:
     on a unique constraint (or on SQLite's lock) before its run exists. Once the other
     has written them, trying again succeeds; a failure after the run began is raised.
     """
-    from airflow import settings
+    from airflow import settings as airflow_settings
     from airflow.models.dagrun import DagRun
     from sqlalchemy.exc import DBAPIError
 
@@ -197,8 +200,8 @@ def _test_run(dag: Any, params: Mapping[str, Any], instant: datetime) -> None:
             dag.test(run_conf=dict(params), logical_date=instant, run_after=instant)
             return
         except DBAPIError:
-            if settings.Session is not None:
-                settings.Session.remove()  # its transaction was rolled back: start a new one
+            if airflow_settings.Session is not None:
+                airflow_settings.Session.remove()  # its transaction was rolled back: start a new one
             if attempt == SYNC_ATTEMPTS or DagRun.find(dag_id=dag.dag_id, run_id=planned_run_id(instant)):
                 raise
             time.sleep(random.uniform(0.2, 1.0) * attempt)

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from airflow.sdk import DAG
 
+from attune_provider import settings
 from attune_provider.dag_factory.file_cache import FileCache
 from attune_provider.dag_factory.loader import load_catalog, load_workflow_closure
 from attune_provider.dag_factory.validation.cached import (
@@ -168,7 +169,7 @@ class _CompileCheck:
 
 def load_packs(
     packs_paths: Sequence[Path],
-    max_depth: int = 5,
+    max_depth: int = settings.DEFAULT_MAX_DEPTH,
     *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     cache: FileCache | None = CONFIGURED,
@@ -219,8 +220,6 @@ def _load_all(
 
 
 def _settings() -> tuple[list[Path], int, int]:
-    from attune_provider import settings
-
     return settings.packs_paths(), settings.max_depth(), settings.max_file_bytes()
 
 

@@ -10,7 +10,7 @@ evaluate every field's annotation from its text, about a millisecond more per im
 
 import re
 from collections.abc import Hashable, Iterator
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -26,7 +26,6 @@ RunnerType = Literal[
     "echo",
     "sleep",
 ]
-RUNNER_TYPES: tuple[str, ...] = get_args(RunnerType)
 RESERVED_TARGETS = frozenset({"fail", "succeed", "noop"})
 PACK_REF_PATTERN = re.compile(r"^[a-z0-9_]+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")

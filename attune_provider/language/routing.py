@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import NamedTuple
 
-from attune_provider.language.models import RESERVED_TARGETS, Task
+from attune_provider.language.models import Task
 from attune_provider.language.statuses import Status
 
 OUTCOMES = tuple(Status)
@@ -224,7 +224,3 @@ def transition_fires(task: Task, edge: Edge, outcome: str, decision_target: str 
     if edge.key not in fired_keys(task, outcome):
         return False
     return edge.key != "decision" or decision_target == edge.target
-
-
-def is_reserved(target: str) -> bool:
-    return target in RESERVED_TARGETS

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
+from attune_provider import settings
 from attune_provider.dag_factory.validation.calls import (
     Broken,
     broken_targets,
@@ -44,7 +45,6 @@ from attune_provider.language.models import NAME_PATTERN
 from attune_provider.language.parameters import INLINE_KEYWORDS, property_schema
 from attune_provider.language.source import Location, Problem, Severity, locate
 
-DEFAULT_MAX_DEPTH = 5
 ENTRY_POINT_RUNNERS = ("python-script", "local-shell-script")
 
 
@@ -308,7 +308,7 @@ def _guarded(check: Callable[[], list[Problem]], display: str) -> list[Problem]:
         return [error(Location(display), message)]
 
 
-def validate_catalog(catalog: Catalog, max_depth: int = DEFAULT_MAX_DEPTH) -> Report:
+def validate_catalog(catalog: Catalog, max_depth: int = settings.DEFAULT_MAX_DEPTH) -> Report:
     """Every problem of every pack, action and workflow of the catalog."""
     problems: list[Problem] = list(catalog.problems)
     for pack in catalog.packs.values():

@@ -22,7 +22,6 @@ SCOPES = ("parameters", "vars", "task", "pack", "system", "kv", "item", "index")
 JINJA_GLOBALS = frozenset(DEFAULT_NAMESPACE)
 TASK_ATTRIBUTES = ("result", "status", "error", "total_count")
 SYSTEM_NAMES = ("execution_id", "timestamp", "workflow", "identity")
-PACK_NAMES = ("config", "ref")
 KV_FUNCTIONS = ("get", "get_secret")
 
 
