@@ -10,21 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
-
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values
 from attune_provider.language.plan import ActionPlan
-from attune_provider.language.statuses import Status
-from attune_provider.language.templates.environment import TemplateRenderError
-from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
+from attune_provider.operators.base import AttuneOperator, RendersInput
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
-from attune_provider.runners.base import ActionFailed, Invocation, Runner, error_of, timeout_error
+from attune_provider.operators.steps.failure import FAILURES
+from attune_provider.runners.base import ActionFailed, Invocation, Runner
 from attune_provider.runners.registry import get_runner
-
-
-class AttuneTaskFailed(AirflowException):
-    """The action failed; the message is the action's error."""
 
 
 class ActionRunMixin(AttuneOperator):
@@ -34,7 +27,6 @@ class ActionRunMixin(AttuneOperator):
     again in a class whose first base has another `__init__` (a plain mixin has object's),
     and each wrapper deep-copies the DAG's params."""
 
-    error_scope: dict[str, Any] | None = None
     _runner: Runner | None = None
 
     def call_action(self, action: ActionPlan | None, raw_input: Any, timeout: float | None) -> Any:
@@ -52,18 +44,6 @@ class ActionRunMixin(AttuneOperator):
             self._runner.kill()
 
 
-def classify(exc: BaseException, timeout: float | None, name: str) -> tuple[str, dict[str, Any], Any]:
-    """(status, error, result) of a failed execution."""
-    if isinstance(exc, AirflowTaskTimeout):
-        return Status.TIMEOUT, timeout_error(name, timeout or 0), None
-    if isinstance(exc, ActionFailed):
-        return Status.FAILED, exc.error, exc.result
-    return Status.FAILED, error_of(exc), None
-
-
-FAILURES = (AirflowTaskTimeout, ActionFailed, TemplateRenderError, ParameterError)
-
-
 class AttuneTaskOperator(ActionRunMixin, RendersInput):
     """Runs one Attune task that calls an action."""
 
@@ -76,12 +56,5 @@ class AttuneTaskOperator(ActionRunMixin, RendersInput):
             result = self.call_action(self.plan.actions.get(self.task_name), self.input, self.spec.timeout)
             self.succeed(context, scope, vars_, result)
         except FAILURES as exc:
-            status, error, result = classify(exc, self.spec.timeout, self.task_name)
-            self.error_scope = own_scope(
-                scope, self.task_name, {"status": status, "result": result, "error": error}
-            )
-            self.report_failure(context, status, error, result)
-            if isinstance(exc, AirflowTaskTimeout):
-                raise
-            raise AttuneTaskFailed(f"{error.get('type')}: {error.get('message')}") from exc
+            self.fail(context, exc, timeout=self.spec.timeout, scope=scope)
         return redact_secrets(result)

@@ -1,53 +1,32 @@
-"""What every Attune operator shares: the plan, the gate, and finishing a task.
-
-The gate is LANGUAGE.md's "a task with inbound transitions runs once ... if at least one
-inbound transition fired (`join: all`: if all fired); otherwise it is skipped", then its
-`when`. Finishing is "publish in order after success, then `decision`, then push the
-outcome and the targets it fired" for the tasks after it.
+"""What every Attune operator shares: its plan and task, and the steps of operators/steps/
+wired to Airflow: the gate (or skip), success (publish, decide, push, settle) and failure.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Mapping
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, AirflowTaskTimeout
 
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.models import Task
 from attune_provider.language.plan import WorkflowPlan
-from attune_provider.language.routing import fired_targets, transition_fires
-from attune_provider.language.statuses import Status, TaskKind
+from attune_provider.language.routing import fired_targets
+from attune_provider.language.statuses import Status
 from attune_provider.language.templates.environment import TemplateRenderError
-from attune_provider.language.templates.render import render, truthy
+from attune_provider.language.templates.render import render
 from attune_provider.operators.retry import retry_refused
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, subworkflow_deadline
 from attune_provider.operators.state.scope import SubworkflowNotStarted, TaskScopeBuilder
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
-from attune_provider.runners.base import error_of
-
-
-class SelfOverlay(Mapping[str, Any]):
-    """The `task` scope with one task's own current outcome (for `publish`, `on_error`)."""
-
-    def __init__(self, base: Mapping[str, Any], name: str, own: dict[str, Any]) -> None:
-        self._base, self._name, self._own = base, name, own
-
-    def __getitem__(self, key: str) -> Any:
-        return self._own if key == self._name else self._base[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._base)
-
-    def __len__(self) -> int:
-        return len(self._base)
-
-
-def own_scope(scope: dict[str, Any], name: str, own: dict[str, Any]) -> dict[str, Any]:
-    return {**scope, "task": SelfOverlay(scope["task"], name, own)}
-
+from attune_provider.operators.steps.failure import AttuneTaskFailed, classify
+from attune_provider.operators.steps.finish import own_scope, publish_and_decide
+from attune_provider.operators.steps.gate import false_when, routed_to
+from attune_provider.operators.steps.settle import instances_to_skip, settles, skip_now
+from attune_provider.runners.base import timeout_error
 
 _Op = TypeVar("_Op", bound="AttuneOperator")
 
@@ -58,6 +37,7 @@ class AttuneOperator(BaseOperator):
     shallow_copy_attrs: tuple[str, ...] = ("plan",)
     plan: WorkflowPlan
     task_name: str
+    error_scope: dict[str, Any] | None = None  # the scope of the last failure, for `retry.on_error`
 
     @classmethod
     def create(cls: type[_Op], *, plan: WorkflowPlan, task_name: str, **kwargs: Any) -> _Op:
@@ -111,33 +91,13 @@ class AttuneOperator(BaseOperator):
         """Whose inbound transitions decide: a parallel member's group, else the task."""
         return self.plan.group_of.get(self.task_name, self.task_name)
 
-    def routed_to(self, builder: TaskScopeBuilder) -> bool:
-        gate = self.gate_name
-        predecessors = self.plan.graph.predecessors.get(gate, [])
-        if not predecessors or gate in self.plan.trigger_gated:  # Airflow checked: all_success
-            return True
-        outcomes = dict(zip(predecessors, builder.outcomes.routing(predecessors), strict=True))
-        fired = [p for p, outcome in outcomes.items() if gate in outcome.next]
-        self.log.info("inbound transitions fired by %s (of %s)", fired, predecessors)
-        if self.plan.tasks[gate].join == "all":
-            return all(
-                transition_fires(
-                    self.plan.tasks[edge.source],
-                    edge,
-                    outcomes[edge.source].status,
-                    outcomes[edge.source].decided,
-                )
-                for edge in self.plan.graph.inbound[gate]
-            )
-        return bool(fired)
-
     def open_gate(self, context: Any, builder: TaskScopeBuilder) -> tuple[dict[str, Any], Mapping[str, Any]]:
-        """Skip unless routed to and `when` holds; return (scope, vars) for the task.
+        """Skip unless routed to and `when` holds (steps/gate.py); return (scope, vars).
 
         A template that cannot be rendered here (initial vars, `when`) fails the task with
         its error, like any other failure of the task.
         """
-        if not self.routed_to(builder):
+        if not routed_to(self.plan, self.gate_name, builder, self.log):
             self.skip(context, "no inbound transition fired")
         deadline = subworkflow_deadline(self.plan, context["ti"], nested=True)
         if deadline is not None and time.time() >= deadline[0]:
@@ -145,21 +105,12 @@ class AttuneOperator(BaseOperator):
         try:
             vars_ = builder.vars_before(self.task_name)
             scope = builder.scope(vars_)
-            false_when = self._false_when(scope)
+            false_name = false_when(self.plan, (self.gate_name, self.task_name), scope)
         except TemplateRenderError as exc:
-            self.report_failure(context, Status.FAILED, error_of(exc))
-            raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
-        if false_when is not None:
-            self.skip(context, f"the `when` of '{false_when}' is false")
+            self.fail(context, exc)
+        if false_name is not None:
+            self.skip(context, f"the `when` of '{false_name}' is false")
         return scope, vars_
-
-    def _false_when(self, scope: dict[str, Any]) -> str | None:
-        """The first of (the group, the task) whose `when` is false, if any."""
-        for name in dict.fromkeys((self.gate_name, self.task_name)):
-            condition = self.plan.tasks[name].when
-            if condition is not None and not truthy(render(condition, scope)):
-                return name
-        return None
 
     def skip(self, context: Any, reason: str) -> None:
         self.push(context, Outcome(Status.SKIPPED, ended_at=time.time()))
@@ -167,38 +118,11 @@ class AttuneOperator(BaseOperator):
         raise AirflowSkipException(reason)
 
     def settle(self, context: Any, fired: list[str]) -> None:
-        """Mark skipped at once the plain tasks this outcome leaves with no way to run.
-
-        They would be skipped anyway (no inbound transition can fire any more), but each
-        would first start, read its predecessors' outcomes and skip itself: a worker slot
-        and a task start each in a deployment. Airflow's skip-downstream call (what its
-        branch operators use) spares that; it never touches tasks already running or done.
-        """
-        if self.task_name not in self.plan.graph.tasks or context["ti"].map_index not in (None, -1):
-            return
-        if self.task_id != self.plan.outcome_ids[self.task_name]:
-            # An inner step of a group (`items`, a subworkflow's input) ends before the task
-            # has its outcome: settling now could let the workflow's final step run (its
-            # leaves skipped) before the group's own outcome step, and miss a failure.
-            return
-        names = self.plan.graph.settled_by(self.task_name, fired)
-        task_ids: list[str | tuple[str, int]] = []
-        for name in names:
-            if self.plan.kind(name) == TaskKind.ACTION:
-                task_ids.append(self.plan.airflow_id(name))
-            elif name in self.plan.mapped_items:  # its instances exist from the start of the run
-                count = len(self.plan.mapped_items[name])
-                task_ids += [(self.plan.airflow_id(name), i) for i in range(count)]
-        if not task_ids:
-            return
-        try:
-            from airflow.sdk.execution_time.comms import SkipDownstreamTasks
-            from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
-
-            SUPERVISOR_COMMS.send(SkipDownstreamTasks(tasks=task_ids))
-            self.log.info("skipped now, no transition can reach them: %s", task_ids)
-        except Exception as exc:  # noqa: BLE001 - they will skip themselves when they start
-            self.log.warning("could not skip %s early (%s): they will skip themselves", task_ids, exc)
+        """Skip at once the plain tasks this outcome leaves with no way to run (steps/settle.py)."""
+        if settles(self.plan, self.task_name, self.task_id, context["ti"]):
+            task_ids = instances_to_skip(self.plan, self.task_name, fired)
+            if task_ids:
+                skip_now(task_ids, self.log)
 
     # -- finishing -----------------------------------------------------------------
 
@@ -208,28 +132,26 @@ class AttuneOperator(BaseOperator):
     def succeed(
         self, context: Any, scope: dict[str, Any], vars_: Mapping[str, Any], result: Any, **extra: Any
     ) -> Outcome:
-        """Publish, decide, push: the success path of LANGUAGE.md section 3."""
+        """Publish, decide (steps/finish.py), push the outcome and settle."""
         own = {"status": Status.SUCCEEDED, "result": result, "error": None, **extra}
-        published: dict[str, Any] = {}
-        current: Mapping[str, Any] = vars_  # read from XCom only if a template looks at it
-        for name, template in self.spec.publishes:
-            published[name] = render(template, {**own_scope(scope, self.task_name, own), "vars": current})
-            current = {**current, name: published[name]}
-        chosen = None
-        decide_scope = {**own_scope(scope, self.task_name, own), "vars": current}
-        for branch in self.spec.decision:
-            if branch.default is not None or truthy(render(branch.when, decide_scope)):
-                chosen = branch.target
-                break
-        targets = fired_targets(self.spec, Status.SUCCEEDED, chosen)
+        done = publish_and_decide(self.spec, scope, vars_, own)
+        targets = fired_targets(self.spec, Status.SUCCEEDED, done.decided)
         attempts = context["ti"].try_number
         outcome = Outcome(
-            Status.SUCCEEDED, result, None, targets, published, time.time(), attempts, decided=chosen, **extra
+            Status.SUCCEEDED,
+            result,
+            None,
+            targets,
+            done.published,
+            time.time(),
+            attempts,
+            decided=done.decided,
+            **extra,
         )
         if self.task_name not in self.plan.quiet_successes:
             self.push(context, outcome)
-        if published:
-            context["ti"].xcom_push(key="vars", value=redact_secrets(current))
+        if done.published:
+            context["ti"].xcom_push(key="vars", value=redact_secrets(done.vars))
         self.settle(context, targets)
         return outcome
 
@@ -241,12 +163,42 @@ class AttuneOperator(BaseOperator):
         try:
             return self.succeed(context, scope, vars_, result, **extra)
         except TemplateRenderError as exc:
-            self.report_failure(context, Status.FAILED, error_of(exc), result)
-            raise AirflowException(f"{type(exc).__name__}: {exc}") from exc
+            self.fail(context, exc, result=result)
+
+    def fail(
+        self,
+        context: Any,
+        exc: BaseException,
+        *,
+        timeout: float | None = None,
+        scope: dict[str, Any] | None = None,
+        result: Any = None,
+        final: bool = False,
+    ) -> NoReturn:
+        """The one way a task fails with an error of its own (steps/failure.py): its outcome
+        is pushed (and kept for `retry.on_error` when `scope` is given), then Airflow's state
+        follows: a timeout is raised as it is, `final` ends the task without retries."""
+        failure = classify(exc, self.timeout_error(timeout or 0))
+        if scope is not None:
+            own = {"status": failure.status, "result": failure.result, "error": failure.error}
+            self.error_scope = own_scope(scope, self.task_name, own)
+        self.report_failure(
+            context, failure.status, failure.error, failure.result if result is None else result
+        )
+        if isinstance(exc, AirflowTaskTimeout):
+            raise exc
+        if final:
+            raise AirflowFailException(failure.message) from exc
+        raise AttuneTaskFailed(failure.message) from exc
+
+    def timeout_error(self, seconds: float) -> dict[str, Any]:
+        """The error of this task when it exceeded its timeout of `seconds`."""
+        return timeout_error(self.task_name, seconds)
 
     def report_failure(
         self, context: Any, status: str, error: dict[str, Any], result: Any = None, **extra: Any
     ) -> None:
+        """Push a failed or timed-out outcome; settle once no retry can follow."""
         targets = fired_targets(self.spec, status)
         ended = time.time()
         attempt = context["ti"].try_number
@@ -257,7 +209,7 @@ class AttuneOperator(BaseOperator):
     def _retry_refused(self) -> bool:
         """`retry.on_error` ends the task now (a template it cannot render: the policy decides)."""
         try:
-            return retry_refused(self.spec.retry, getattr(self, "error_scope", None))
+            return retry_refused(self.spec.retry, self.error_scope)
         except TemplateRenderError:
             return False
 

@@ -18,6 +18,7 @@ from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, combine, pull, pull_all
 from attune_provider.operators.state.scope import TaskScopeBuilder
 from attune_provider.operators.state.secrets import redact_secrets
+from attune_provider.operators.steps.gate import false_when, routed_to
 
 
 class GroupFailed(AirflowException):
@@ -97,10 +98,10 @@ class GroupOutcomeOperator(AttuneOperator):
     def _reached(self, builder: TaskScopeBuilder) -> bool:
         """Whether the group's gate was open: routed to, and its own `when` true (what its
         members checked before their own `when`)."""
-        if not self.routed_to(builder):
+        if not routed_to(self.plan, self.gate_name, builder, self.log):
             return False
         try:
             vars_ = builder.vars_before(self.task_name)
-            return self._false_when(builder.scope(vars_)) is None
+            return false_when(self.plan, (self.gate_name, self.task_name), builder.scope(vars_)) is None
         except TemplateRenderError:
             return False

@@ -31,11 +31,10 @@ from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values, is_required, property_schema
-from attune_provider.language.statuses import Status
 from attune_provider.language.templates.render import render
-from attune_provider.operators.action import FAILURES, AttuneTaskFailed, classify
-from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
+from attune_provider.operators.base import AttuneOperator, RendersInput
 from attune_provider.operators.state.secrets import redact_secrets
+from attune_provider.operators.steps.failure import FAILURES
 from attune_provider.runners.base import ActionFailed
 
 SUBMIT = "Submit"
@@ -161,17 +160,12 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
         self.succeed(context, scope, vars_, answer)
         return redact_secrets(answer)
 
+    def timeout_error(self, seconds: float) -> dict[str, Any]:
+        return {"type": "timeout", "message": f"task '{self.task_name}' got no answer in {seconds:g}s"}
+
     def _fail(self, context: Any, scope: dict[str, Any], exc: BaseException) -> NoReturn:
         timeout = self.response_timeout.total_seconds() if self.response_timeout else 0.0
-        status, error, result = classify(exc, timeout, self.task_name)
-        if status == Status.TIMEOUT:
-            error = {"type": "timeout", "message": f"task '{self.task_name}' got no answer in {timeout:g}s"}
-        own = {"status": status, "result": result, "error": error}
-        self.error_scope = own_scope(scope, self.task_name, own)
-        self.report_failure(context, status, error, result)
-        if isinstance(exc, AirflowTaskTimeout):
-            raise exc
-        raise AttuneTaskFailed(f"{error.get('type')}: {error.get('message')}") from exc
+        self.fail(context, exc, timeout=timeout, scope=scope)
 
 
 def expire_overdue_answers() -> None:

@@ -27,10 +27,12 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.language.plan import WorkflowPlan, batches
 from attune_provider.language.statuses import Status
 from attune_provider.language.templates.render import render
-from attune_provider.operators.action import FAILURES, ActionRunMixin, AttuneTaskFailed, classify
-from attune_provider.operators.base import AttuneOperator, RendersInput, own_scope
+from attune_provider.operators.action import ActionRunMixin
+from attune_provider.operators.base import AttuneOperator, RendersInput
 from attune_provider.operators.state.outcome_xcom import Outcome
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
+from attune_provider.operators.steps.failure import FAILURES, AttuneTaskFailed, classify
+from attune_provider.operators.steps.finish import own_scope
 
 
 def max_map_length() -> int:
@@ -66,17 +68,15 @@ class ItemsOperator(AttuneOperator):
             if items is None:
                 items = []
             if not isinstance(items, list):
-                raise AttuneTaskFailed(f"with_items must render to a list, got {type(items).__name__}")
+                raise ParameterError(f"with_items must render to a list, got {type(items).__name__}")
             calls = []
             for index, item in enumerate(batches(items, self.spec.batch_size)):
                 item_scope = {**scope, "item": item, "index": index}
                 call_input = render(dict(self.spec.input), item_scope)
                 mask_inputs(self.plan.actions.get(self.task_name), call_input)
                 calls.append({"index": index, "input": call_input})
-        except (*FAILURES, AttuneTaskFailed) as exc:
-            status, error, _ = classify(exc, None, self.task_name)
-            self.report_failure(context, status, error)
-            raise AttuneTaskFailed(f"{error.get('type')}: {error.get('message')}") from exc
+        except FAILURES as exc:
+            self.fail(context, exc)
         limit = max_map_length()
         if len(calls) > limit:
             message = (
@@ -110,14 +110,15 @@ class ExecutionMixin(ActionRunMixin):
     def execution_failed(self, context: Any, index: int, exc: BaseException) -> NoReturn:
         """This execution failed (its action, or re-rendering its input): push its outcome
         with its index, keep its error for `retry.on_error`, and fail the instance."""
-        status, error, result = classify(exc, self.spec.timeout, self.task_name)
-        own = {"status": status, "result": result, "error": error}
+        failure = classify(exc, self.timeout_error(self.spec.timeout or 0))
+        own = {"status": failure.status, "result": failure.result, "error": failure.error}
         if self.spec.retry is not None and self.spec.retry.on_error is not None:
             self.error_scope = own_scope(self.scope_builder(context).scope({}), self.task_name, own)
-        self.push(context, Outcome(status, result, error, attempts=context["ti"].try_number, index=index))
+        attempts = context["ti"].try_number
+        self.push(context, Outcome(failure.status, failure.result, failure.error, attempts=attempts, index=index))
         if isinstance(exc, AirflowTaskTimeout):
             raise exc
-        raise AirflowException(f"item {index}: {error.get('type')}: {error.get('message')}") from exc
+        raise AttuneTaskFailed(f"item {index}: {failure.message}") from exc
 
 
 class ItemOperator(ExecutionMixin):
@@ -179,7 +180,5 @@ class MappedItemOperator(ExecutionMixin, RendersInput):
     def execute(self, context: Any) -> Any:
         ready = self.prepared(context)
         if ready.error is not None:  # the task's failure, as in the `items` step (no index)
-            status, error, _ = classify(ready.error, self.spec.timeout, self.task_name)
-            self.report_failure(context, status, error)
-            raise AirflowFailException(f"{error.get('type')}: {error.get('message')}") from ready.error
+            self.fail(context, ready.error, final=True)
         return self.run_execution(context, context["ti"].map_index, self.input, push_success=False)

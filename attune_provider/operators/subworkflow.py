@@ -18,11 +18,9 @@ from typing import Any
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values
 from attune_provider.language.templates.environment import TemplateRenderError
-from attune_provider.operators.action import AttuneTaskFailed
 from attune_provider.operators.base import RendersInput
 from attune_provider.operators.state.outcome_xcom import STARTED_KEY
 from attune_provider.operators.state.secrets import redact_secrets
-from attune_provider.runners.base import error_of
 
 
 class SubworkflowInputOperator(RendersInput):
@@ -39,6 +37,7 @@ class SubworkflowInputOperator(RendersInput):
             if not isinstance(self.input, dict):
                 raise ParameterError("task input must render to a mapping")
             return redact_secrets(check_values(child.params_schema, self.input))
-        except (TemplateRenderError, ParameterError) as exc:
-            self.report_failure(context, "failed", error_of(exc))
-            raise AttuneTaskFailed(f"invalid input for workflow {child.ref}: {exc}") from exc
+        except TemplateRenderError as exc:
+            self.fail(context, exc)
+        except ParameterError as exc:
+            self.fail(context, ParameterError(f"invalid input for workflow {child.ref}: {exc}"))

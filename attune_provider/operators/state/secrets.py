@@ -25,6 +25,7 @@ from attune_provider.runners.masking import REPLACEMENT, redact_text, running_in
 if TYPE_CHECKING:
     from attune_provider.language.plan import ActionPlan
 
+
 def mask(value: Any) -> None:
     """Mask a secret (strings inside lists and mappings too); None and booleans are ignored."""
     if value is None or isinstance(value, bool):
