@@ -55,7 +55,7 @@ class RunResult:
     xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        """The JSON object of LANGUAGE.md section 6."""
+        """The JSON object of `attune-airflow run --json` (docs/cli.md)."""
         return {
             "workflow": self.workflow,
             "run_id": self.run_id,

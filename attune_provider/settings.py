@@ -1,4 +1,4 @@
-"""Where the provider's settings come from (LANGUAGE.md section 6).
+"""Where the provider's settings come from (docs/configuration.md).
 
 Each setting is looked up in order: an explicit value (the command line), an environment
 variable, the Airflow option in the `[attune]` section, then a default. The Airflow

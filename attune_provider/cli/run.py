@@ -1,4 +1,4 @@
-"""`attune-airflow run REF [--packs DIR]... [-p NAME=VALUE]... [--json]` (LANGUAGE.md section 6).
+"""`attune-airflow run REF [--packs DIR]... [-p NAME=VALUE]... [--json]` (docs/cli.md).
 
 Runs one workflow once through `dag.test()` on the metadata database of AIRFLOW_HOME.
 

@@ -164,7 +164,7 @@ class FileCache:
         """Within it, file entries are read from, and written back to, one bundle for
         `scope` (the whole packs path, or one workflow's closure) instead of one file per
         pack file: creating hundreds of small files was most of what the cache cost a cold
-        load here (about 0.7 ms a file). Each entry is still checked against its file's
+        load (docs/performance.md). Each entry is still checked against its file's
         content; the bundle holds exactly the files of the last load of that scope."""
         path = self.root / "bundles" / f"{_name(scope, os.getcwd())}.pickle"
         stored = self._read(path)

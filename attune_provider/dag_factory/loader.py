@@ -36,7 +36,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 def display_path(path: Path) -> str:
     """The path as the user gave it (its packs directory, relative or absolute, joined
-    with the path inside it: LANGUAGE.md section 6), normalised."""
+    with the path inside it: docs/language.md), normalised."""
     return os.path.normpath(str(path))
 
 

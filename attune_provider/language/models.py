@@ -1,4 +1,4 @@
-"""The validated model of packs, actions and workflows (LANGUAGE.md sections 1 to 4).
+"""The validated model of packs, actions and workflows (docs/language.md).
 
 Frozen pydantic models that forbid unknown keys. Each model keeps the YAML mapping it
 was built from (`source`), so any later check can point at the exact line of a value,

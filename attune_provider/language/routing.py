@@ -1,4 +1,4 @@
-"""Transitions as a routing graph, and the routing rules of LANGUAGE.md section 3.
+"""Transitions as a routing graph, and the routing rules of docs/language.md.
 
 Pure Python: used by the validator (cycles, unreachable tasks) and by the compiler and
 the task runtime (who may route to whom, which targets an outcome fires).
@@ -180,7 +180,7 @@ class Graph:
 
 
 def fired_keys(task: Task, outcome: str) -> tuple[str, ...]:
-    """The transition keys an outcome fires (LANGUAGE.md section 3): `succeeded` its
+    """The transition keys an outcome fires (docs/language.md): `succeeded` its
     `decision` (which then governs the success path) or else `on_success`; `failed`
     `on_failure`; `timeout` `on_timeout` if the task has one, else `on_failure`; each of
     them `on_complete`; `skipped` nothing."""

@@ -94,8 +94,8 @@ class _Builder:
     expanded (each alias counts its whole value again; a recursive one counts as too large).
 
     One walk over the nodes instead of PyYAML's generic constructor, which is built for
-    recursive structures (refused here anyway): loading a benchmark workflow took 0.64 ms
-    with it, 0.51 ms so. Scalars and collections with another tag
+    recursive structures (refused here anyway) and is slower (docs/performance.md).
+    Scalars and collections with another tag
     (`!!set`, `!!omap`, ...) go to PyYAML's safe constructors, so values are exactly what
     `yaml.safe_load` gives.
     """

@@ -76,7 +76,7 @@ class GroupOutcomeOperator(AttuneOperator):
         return combined.status, combined.result, combined.error, total
 
     def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
-        """LANGUAGE.md: "the group succeeds only if every member succeeds, else fails"; a
+        """docs/language.md: "the group succeeds only if every member succeeds, else fails"; a
         member skipped by its own `when` did not succeed. Skipped when the group was not
         reached (then every member skipped without running)."""
         names = [m.name for m in self.spec.tasks]

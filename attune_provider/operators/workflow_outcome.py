@@ -2,7 +2,7 @@
 
 Airflow marks a DAG run successful when its leaf tasks succeed, whatever happened
 upstream; this single `all_done` leaf makes the DAG run's state the workflow's outcome
-(LANGUAGE.md section 3, "Workflow outcome"). For a subworkflow it also reports back to
+(docs/language.md, "Workflow outcome"). For a subworkflow it also reports back to
 the calling task: the child's output is that task's result, its outcome the task's.
 """
 

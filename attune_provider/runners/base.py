@@ -34,7 +34,7 @@ class Runner(Protocol):
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
-    """An exception as the `{type, message}` error of LANGUAGE.md."""
+    """An exception as the `{type, message}` error of docs/language.md."""
     return {"type": type(exc).__name__, "message": str(exc)}
 
 

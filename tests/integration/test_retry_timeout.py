@@ -1,4 +1,4 @@
-"""`retry` and `timeout` (LANGUAGE.md section 3, "Retry and timeout") through Airflow.
+"""`retry` and `timeout` (docs/language.md, "Retry and timeout") through Airflow.
 
 Attempts are counted twice: by Airflow (the task instance's tries in the metadata DB)
 and by the action itself, which appends to a counter file given as a parameter.

@@ -1,4 +1,4 @@
-"""`attune-airflow run` (LANGUAGE.md section 6), run as a subprocess like a user would.
+"""`attune-airflow run` (docs/language.md), run as a subprocess like a user would.
 
 The runs through Airflow take ~10-15 s each, so there are three of them (JSON success,
 JSON failure, readable failure); every "could not start" case stops before Airflow is

@@ -1,4 +1,4 @@
-"""Pack configuration and secrets (LANGUAGE.md sections 1 and 4) through Airflow.
+"""Pack configuration and secrets (docs/language.md) through Airflow.
 
 The secret values come from `kv.get_secret` and from a `secret: true` pack config key;
 they must not appear in clear anywhere a user can look: the task log (the file

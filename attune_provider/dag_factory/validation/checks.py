@@ -3,7 +3,7 @@
 The loader reports what cannot be read or parsed; this module adds everything that needs
 more than one value or more than one file: pack metadata and config schemas, actions'
 entry points and schemas, workflows' refs, tasks, transitions, calls and templates
-(LANGUAGE.md sections 1 to 4). Every problem points at the offending value. Nothing here
+(docs/language.md). Every problem points at the offending value. Nothing here
 imports Airflow.
 
 The checks are split by subject: `validator_workflow` (tasks and routing),

@@ -1,4 +1,4 @@
-"""Static checks of the templates of one workflow (LANGUAGE.md section 4).
+"""Static checks of the templates of one workflow (docs/language.md).
 
 Every templated string a workflow can render goes through `expressions.analyse`: its
 syntax and filter problems, and every name it reads, are checked against what the

@@ -137,7 +137,7 @@ def check_task_shapes(workflow: Workflow) -> list[Problem]:
 
 
 def _check_decision(task: Task) -> list[Problem]:
-    """LANGUAGE.md: `{when, next}` entries and one `{default}`. Several defaults, or an empty
+    """docs/language.md: `{when, next}` entries and one `{default}`. Several defaults, or an empty
     list, are errors; entries after the default are never evaluated; a decision with no
     default ends the success path when no `when` holds (a warning: it may be meant)."""
     if not task.decision:
@@ -224,7 +224,7 @@ def _check_joins(graph: Graph) -> list[Problem]:
 
 
 def check_output(workflow: Workflow) -> list[Problem]:
-    """An `output` schema without `output_map` checks a null output (LANGUAGE.md: the
+    """An `output` schema without `output_map` checks a null output (docs/language.md: the
     workflow fails when its output does not match `output`)."""
     if workflow.output is not None and workflow.output_map is None:
         message = "'output' without 'output_map': the output is null, which fails unless the schema allows it"

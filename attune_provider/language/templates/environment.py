@@ -58,7 +58,7 @@ def _unsafe(name: str) -> SecurityError:
 
 
 class AttuneEnvironment(SandboxedEnvironment):
-    """The one template environment of the project (see LANGUAGE.md section 4)."""
+    """The one template environment of the project (see docs/language.md)."""
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("undefined", _AttuneUndefined)

@@ -23,7 +23,7 @@ _MAX_SOURCE_IN_MESSAGE = 200
 def _single_expression(template: str) -> nodes.Expr | None:
     """The expression of a template that is exactly one `{{ ... }}`, else None: anything
     around it (whitespace, a YAML block scalar's final newline, a `{# comment #}`) makes it
-    a string template (LANGUAGE.md section 4)."""
+    a string template (docs/language.md)."""
     if not (template.startswith("{{") and template.endswith("}}")):
         return None
     try:

@@ -1,4 +1,4 @@
-"""The template scopes of LANGUAGE.md section 4, built inside a running task.
+"""The template scopes of docs/language.md, built inside a running task.
 
 `parameters`, `vars`, `task`, `pack.config`, `system` and `kv` as Airflow provides them:
 parameters from the DAG run, outcomes from XCom, pack config and key-value data from

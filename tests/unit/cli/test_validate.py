@@ -1,4 +1,4 @@
-"""`attune-airflow validate` (LANGUAGE.md section 6) and the settings it reads."""
+"""`attune-airflow validate` (docs/language.md) and the settings it reads."""
 
 from __future__ import annotations
 
