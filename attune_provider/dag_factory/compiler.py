@@ -19,6 +19,13 @@ from attune_provider.language.models import Task, Workflow
 from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, TaskKind
+from attune_provider.operators.action import AttuneTaskOperator
+from attune_provider.operators.base import AttuneOperator
+from attune_provider.operators.group_outcome import GroupOutcomeOperator
+from attune_provider.operators.items import ItemOperator, ItemsOperator, MappedItemOperator
+from attune_provider.operators.retry import AttuneRetryPolicy
+from attune_provider.operators.subworkflow import SubworkflowInputOperator
+from attune_provider.operators.workflow_outcome import WorkflowOutcomeOperator
 
 
 class Node(NamedTuple):
@@ -63,7 +70,6 @@ def _doc(workflow: Workflow, file: str) -> str:
 def _retry_kwargs(task: Task) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"retries": 0}
     if task.retry is not None:
-        from attune_provider.operators.retry import AttuneRetryPolicy
 
         kwargs["retries"] = task.retry.count
         kwargs["retry_delay"] = timedelta(seconds=task.retry.delay)
@@ -86,7 +92,6 @@ class _Builder:
         self.dag = dag
 
     def workflow(self, plan: WorkflowPlan, group: TaskGroup | None, upstream: Any = None) -> Node:
-        from attune_provider.operators.workflow_outcome import WorkflowOutcomeOperator
 
         nodes: dict[str, Node] = {}
         for task in plan.workflow.tasks:
@@ -115,11 +120,10 @@ class _Builder:
         kind = plan.kind(task.name)
         common: dict[str, Any] = {"plan": plan, "task_name": task.name, "dag": self.dag}
         if kind == TaskKind.ACTION:
-            from attune_provider.operators.action import AttuneTaskOperator
-            from attune_provider.operators.base import AttuneOperator
 
             operator: type[AttuneOperator] = AttuneTaskOperator
             if getattr(plan.actions.get(task.name), "runner_type", None) == "inquiry":
+                # only for workflows that ask: it imports Airflow's human-in-the-loop operators
                 from attune_provider.operators.inquiry import InquiryTaskOperator
 
                 operator = InquiryTaskOperator
@@ -137,7 +141,6 @@ class _Builder:
         return self.subworkflow(plan, task, inner, rule, common)
 
     def parallel(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
-        from attune_provider.operators.group_outcome import GroupOutcomeOperator
 
         members = [self.task(plan, member, group, rule) for member in task.tasks]
         collect = GroupOutcomeOperator.create(
@@ -151,7 +154,6 @@ class _Builder:
         self, plan: WorkflowPlan, task: Task, group: TaskGroup | None, rule: str, common: dict
     ) -> Node:
         """A with_items task over a list written in the workflow: one task mapped over it."""
-        from attune_provider.operators.items import MappedItemOperator
 
         op = MappedItemOperator.partial(
             task_id=task.name,
@@ -164,8 +166,6 @@ class _Builder:
         return Node([op], op)
 
     def with_items(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
-        from attune_provider.operators.group_outcome import GroupOutcomeOperator
-        from attune_provider.operators.items import ItemOperator, ItemsOperator
 
         items = ItemsOperator.create(task_id="items", trigger_rule=rule, task_group=group, **common)
         run = ItemOperator.partial(
@@ -182,7 +182,6 @@ class _Builder:
         return Node([items], collect)
 
     def subworkflow(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
-        from attune_provider.operators.subworkflow import SubworkflowInputOperator
 
         start = SubworkflowInputOperator.create(
             task_id=SUBWORKFLOW_INPUT_ID, trigger_rule=rule, task_group=group, **common

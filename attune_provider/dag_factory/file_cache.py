@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import pickle
@@ -35,7 +36,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jinja2
+import pydantic
+import yaml
+
 from attune_provider.language.source import LoadedYaml, Problem, load_yaml_text
+from attune_provider.settings import airflow_option
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,6 @@ def configured_dir() -> Path | None:
     """The cache directory from the environment and settings, or None when turned off."""
     raw = os.environ.get(CACHE_DIR_ENV)
     if raw is None or not raw.strip():
-        from attune_provider.settings import airflow_option
-
         raw = airflow_option("cache_dir")
     if raw is not None and raw.strip():
         if raw.strip().lower() in DISABLED:
@@ -64,10 +68,6 @@ def configured_dir() -> Path | None:
 
 def code_version() -> str:
     """Changes whenever what is stored could: this package's parsing code or its libraries."""
-    import jinja2
-    import pydantic
-    import yaml
-
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256(f"{FORMAT} {sys.version} {pydantic.VERSION} {yaml.__version__}".encode())
     digest.update(f" {jinja2.__version__} {_jsonschema_version()}".encode())
@@ -81,8 +81,6 @@ def _jsonschema_version() -> str:
     """Where jsonschema is installed and when (its messages end up in reports): cheap to get,
     unlike `importlib.metadata.version`, which scans every installed distribution."""
     try:
-        import importlib.util
-
         spec = importlib.util.find_spec("jsonschema")
         origin = spec.origin if spec is not None else None
         if origin is None:
