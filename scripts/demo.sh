@@ -15,9 +15,9 @@ echo "== attune-airflow validate --packs packs"
 
 echo "== DAGs compiled from packs/ (dag_id, tasks)"
 "$bin/python" - <<'PY'
-from attune_provider.dag_factory.factory import build_dags
+from attune_provider.dag_factory.factory import load_packs
 from attune_provider.settings import packs_paths
-for dag_id, dag in sorted(build_dags(packs_paths()).items()):
+for dag_id, dag in sorted(load_packs(packs_paths()).dags.items()):
     print(f"  {dag_id:40} {len(dag.tasks):3} tasks  tags={sorted(dag.tags)}")
 PY
 
