@@ -106,49 +106,54 @@ def _load_config_schema(catalog: Catalog, entry: PackEntry) -> None:
         entry.config_location = getattr(schema, "loc", Location(display))
 
 
-def load_pack(catalog: Catalog, directory: Path, display: str) -> PackEntry | None:
-    """Parse one pack directory into the catalog; a pack with a bad pack.yaml loads nothing."""
-    entry = PackEntry(directory, display)
-    meta_file = directory / "pack.yaml"
-    entry.meta = _load_model(catalog, Pack, meta_file, f"{display}/pack.yaml")
-    if entry.meta is None:
-        return None
-    if entry.meta.ref in catalog.packs:
-        other = catalog.packs[entry.meta.ref].display
-        catalog.add_problem(entry.meta.loc("ref"), f"pack '{entry.meta.ref}' is already loaded from {other}")
-        return None
-    catalog.packs[entry.meta.ref] = entry
+def _load_folder(catalog: Catalog, pack: PackEntry, folder: str, cls: type[Any]) -> list[tuple[Path, Any]]:
+    """The models of one folder of a pack (those that parsed) in the order their claims to a
+    ref count: a file named after what it declares (`workflows/<name>.yaml`) first, then
+    the others in scan order. A task's parse looks a ref up the same way (`_Closure`), so
+    both agree on which of two definitions of a ref is the one."""
+    found = []
+    for path in _yaml_files(pack.directory / folder):
+        model = _load_model(catalog, cls, path, f"{pack.display}/{folder}/{path.name}")
+        if model is not None:
+            found.append((path, model))
+    named = [
+        (path, model) for path, model in found if _declared_ref(model, pack) == f"{pack.ref}.{path.stem}"
+    ]
+    return named + [item for item in found if item not in named]
+
+
+def load_pack(catalog: Catalog, directory: Path, display: str, meta: Pack) -> PackEntry:
+    """Load one pack (its pack.yaml already parsed) into the catalog."""
+    entry = catalog.packs[meta.ref] = PackEntry(directory, display, meta)
     _load_config_schema(catalog, entry)
-    for path in _yaml_files(directory / "actions"):
-        load_action(catalog, entry, path)
-    for path in _yaml_files(directory / "workflows"):
-        load_workflow(catalog, entry, path)
+    for path, action in _load_folder(catalog, entry, "actions", Action):
+        add_action(catalog, entry, path, action)
+    for path, workflow in _load_folder(catalog, entry, "workflows", Workflow):
+        add_workflow(catalog, entry, path, workflow)
     return entry
 
 
-def load_action(catalog: Catalog, pack: PackEntry, path: Path) -> ActionEntry | None:
-    display = f"{pack.display}/actions/{path.name}"
-    action = _load_model(catalog, Action, path, display)
-    if action is None:
-        return None
+def _clash(catalog: Catalog, ref: str) -> str:
+    """Where `ref` is defined already, for the message of a second definition."""
+    if ref in catalog.workflows:
+        return f"workflow '{ref}' is already defined in {catalog.workflows[ref].display}"
+    return f"action '{ref}' is already defined in {catalog.actions[ref].display}"
+
+
+def add_action(catalog: Catalog, pack: PackEntry, path: Path, action: Action) -> None:
     ref = f"{pack.ref}.{action.name}"
     if ref in catalog.actions or ref in catalog.workflows:
-        catalog.add_problem(action.loc("name"), f"action '{ref}' is defined twice")
-        return None
-    entry = catalog.actions[ref] = ActionEntry(ref, pack, action, path, display)
-    return entry
+        catalog.add_problem(action.loc("name"), f"action '{ref}' is defined twice: {_clash(catalog, ref)}")
+        return
+    catalog.actions[ref] = ActionEntry(ref, pack, action, path, f"{pack.display}/actions/{path.name}")
 
 
-def load_workflow(catalog: Catalog, pack: PackEntry, path: Path) -> WorkflowEntry | None:
-    display = f"{pack.display}/workflows/{path.name}"
-    workflow = _load_model(catalog, Workflow, path, display)
-    if workflow is None:
-        return None
-    if workflow.ref in catalog.workflows or workflow.ref in catalog.actions:
-        catalog.add_problem(workflow.loc("ref"), f"workflow '{workflow.ref}' is defined twice")
-        return None
-    entry = catalog.workflows[workflow.ref] = WorkflowEntry(workflow.ref, pack, workflow, path, display)
-    return entry
+def add_workflow(catalog: Catalog, pack: PackEntry, path: Path, workflow: Workflow) -> None:
+    ref = workflow.ref
+    if ref in catalog.workflows or ref in catalog.actions:
+        catalog.add_problem(workflow.loc("ref"), f"workflow '{ref}' is defined twice: {_clash(catalog, ref)}")
+        return
+    catalog.workflows[ref] = WorkflowEntry(ref, pack, workflow, path, f"{pack.display}/workflows/{path.name}")
 
 
 def pack_directories(packs_paths: Sequence[Path]) -> Iterable[tuple[Path, str]]:
@@ -164,6 +169,16 @@ def pack_directories(packs_paths: Sequence[Path]) -> Iterable[tuple[Path, str]]:
         for child in sorted(root.iterdir()):
             if child.is_dir() and (child / "pack.yaml").is_file():
                 yield child, display_path(child)
+
+
+def _packs_in_order(
+    found: list[tuple[Path, tuple[str, Pack]]], roots: set[Path]
+) -> list[tuple[Path, tuple[str, Pack]]]:
+    """Pack directories in the order their claims to a ref count: a directory named after
+    its ref (or a packs-path entry that is itself a pack) first, as a task's parse looks
+    packs up (`_Closure`), then the others in scan order."""
+    first = [item for item in found if item[0].resolve() in roots or item[0].name == item[1][1].ref]
+    return first + [item for item in found if item not in first]
 
 
 def load_catalog(
@@ -182,12 +197,22 @@ def load_catalog(
                 Location(display_path(root)), "not a directory (the packs path names directories)"
             )
     seen: set[Path] = set()
+    found: list[tuple[Path, tuple[str, Pack]]] = []
     for directory, display in pack_directories(packs_paths):
         resolved = directory.resolve()
         if resolved in seen:
             continue
         seen.add(resolved)
-        load_pack(catalog, directory, display)
+        meta = _load_model(catalog, Pack, directory / "pack.yaml", f"{display}/pack.yaml")
+        if meta is not None:
+            found.append((directory, (display, meta)))
+    roots = {path.resolve() for path in packs_paths}
+    for directory, (display, meta) in _packs_in_order(found, roots):
+        if meta.ref in catalog.packs:
+            other = catalog.packs[meta.ref].display
+            catalog.add_problem(meta.loc("ref"), f"pack '{meta.ref}' is already loaded from {other}")
+            continue
+        load_pack(catalog, directory, display, meta)
     return catalog
 
 
