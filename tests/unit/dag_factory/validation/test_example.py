@@ -1,4 +1,4 @@
-"""The design's example (deploy_application.yaml, shared beside the repository), validated against stand-in packs."""
+"""The design's example deploy_application.yaml (beside the repository), validated against stand-ins."""
 
 from __future__ import annotations
 
