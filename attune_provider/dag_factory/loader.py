@@ -25,6 +25,7 @@ from attune_provider.language.source import (
     LoadedYaml,
     Location,
     Problem,
+    Severity,
     load_yaml_file,
 )
 
@@ -44,6 +45,26 @@ def _yaml_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+
+
+def _unreadable(directory: Path) -> list[Path]:
+    """YAML names in `directory` that are not files: a dangling link, a directory."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and not p.is_file())
+
+
+def _not_packs(packs_paths: Sequence[Path]) -> list[Path]:
+    """Directories on the packs path that hold `workflows/` or `actions/` but no pack.yaml:
+    meant as packs, yet not loaded (a forgotten pack.yaml would otherwise go unnoticed)."""
+    found = []
+    for root in packs_paths:
+        if root.is_dir() and not (root / "pack.yaml").is_file():
+            for child in sorted(root.iterdir()):
+                looks_like_pack = any((child / folder).is_dir() for folder in ("workflows", "actions"))
+                if child.is_dir() and looks_like_pack and not (child / "pack.yaml").is_file():
+                    found.append(child)
+    return found
 
 
 def _model_of(cls: type[Any], display: str) -> Any:
@@ -112,6 +133,10 @@ def _load_folder(catalog: Catalog, pack: PackEntry, folder: str, cls: type[Any])
     the others in scan order. A task's parse looks a ref up the same way (`_Closure`), so
     both agree on which of two definitions of a ref is the one."""
     found = []
+    for path in _unreadable(pack.directory / folder):
+        catalog.add_problem(
+            Location(f"{pack.display}/{folder}/{path.name}"), "not a readable file (a broken link?)"
+        )
     for path in _yaml_files(pack.directory / folder):
         model = _load_model(catalog, cls, path, f"{pack.display}/{folder}/{path.name}")
         if model is not None:
@@ -196,6 +221,12 @@ def load_catalog(
             catalog.add_problem(
                 Location(display_path(root)), "not a directory (the packs path names directories)"
             )
+    for directory in _not_packs(packs_paths):
+        catalog.add_problem(
+            Location(display_path(directory)),
+            "has workflows/ or actions/ but no pack.yaml: not loaded as a pack",
+            Severity.WARNING,
+        )
     seen: set[Path] = set()
     found: list[tuple[Path, tuple[str, Pack]]] = []
     for directory, display in pack_directories(packs_paths):

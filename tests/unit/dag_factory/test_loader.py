@@ -51,3 +51,15 @@ def test_an_action_and_a_workflow_of_one_ref_name_each_other(packs: PackWriter) 
         "packs/bb/workflows/route.yaml:1:6: error: workflow 'bb.route' is defined twice: "
         "action 'bb.route' is already defined in packs/bb/actions/route.yaml"
     ]
+
+
+def test_what_cannot_load_silently_is_reported(packs: PackWriter) -> None:
+    """A broken link where a workflow should be is an error; a directory that looks like a
+    pack but has no pack.yaml is a warning (neither loads anything)."""
+    directory = packs.pack("bb", {"workflows/route.yaml": ROUTE})
+    (directory / "workflows" / "dangling.yaml").symlink_to(directory / "workflows" / "gone.yaml")
+    packs.write(packs.root / "nopack" / "workflows" / "w.yaml", ROUTE.replace("bb.route", "nopack.w"))
+    assert packs.problems() == [
+        "packs/bb/workflows/dangling.yaml:1:1: error: not a readable file (a broken link?)",
+        "packs/nopack:1:1: warning: has workflows/ or actions/ but no pack.yaml: not loaded as a pack",
+    ]

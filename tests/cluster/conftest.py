@@ -1,0 +1,102 @@
+"""One distributed Airflow for the cluster tests: `scripts/cluster.sh` (CeleryExecutor,
+PostgreSQL, Redis, two Celery workers) in a temporary home, on its own database and port.
+
+The packs are written before the cluster starts (each test module adds its own through
+`CLUSTER_PACKS`); the cluster is stopped at the end of the session. When PostgreSQL or
+Redis can be neither reached nor started, `start` fails and so do these tests, with the
+script's reason: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.live_airflow import STARTUP_TIMEOUT, LiveAirflow, free_port
+from tests.support import REPO
+
+SCRIPT = REPO / "scripts" / "cluster.sh"
+PackWriter = Callable[[Path], None]
+CLUSTER_PACKS: list[PackWriter] = []  # each cluster test module registers its packs here
+
+
+class Cluster(LiveAirflow):
+    """A LiveAirflow whose processes `scripts/cluster.sh` starts and stops."""
+
+    def cluster(
+        self, command: str, timeout: float = STARTUP_TIMEOUT + 240
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(SCRIPT), command], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(self) -> None:
+        done = self.cluster("start")
+        if done.returncode != 0:
+            raise AssertionError(f"cluster.sh start failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+        assert set(lines) == {"api", "user", "password"}, done.stdout
+        self.password = lines["password"]
+
+    def login(self, timeout: float) -> None:
+        self.token = self.request("POST", "/auth/token", {"username": "admin", "password": self.password})[
+            "access_token"
+        ]
+
+    def check_alive(self) -> None:
+        status = self.cluster("status", timeout=60)
+        if status.returncode != 0:
+            raise AssertionError(f"the cluster is not whole:\n{status.stdout}{status.stderr[-2000:]}")
+
+    def stop(self, grace: float = 30.0) -> None:
+        done = self.cluster("stop", timeout=grace + 120)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.root / "home" / "logs" / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    packs = root / "packs"
+    packs.mkdir()
+    for write in CLUSTER_PACKS:
+        write(packs)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ATTUNE", "PYTEST"))}
+    env.update(
+        {
+            "ATTUNE_CLUSTER_HOME": str(root / "home"),
+            "ATTUNE_CLUSTER_PORT": str(port),
+            "ATTUNE_CLUSTER_DB": f"attune_test_{secrets.token_hex(4)}",
+            "ATTUNE_PACKS_PATH": str(packs),
+        }
+    )
+    airflow = Cluster(root, port, env)
+    try:
+        airflow.start()
+        airflow.login(60)
+        yield airflow
+    finally:
+        airflow.stop()
+        drop_database(env["ATTUNE_CLUSTER_DB"])
+
+
+def drop_database(name: str) -> None:
+    """The session's metadata database goes with it (the machine keeps no test databases)."""
+    import psycopg2
+
+    connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        connection.close()

@@ -1,0 +1,82 @@
+"""No divergence: every case of tests/integration/cases runs on the cluster (Celery
+workers, PostgreSQL, Redis) with the outcome, task outcomes, vars and output that the
+case expects, the same expectations `dag.test()` meets in test_cases.py.
+
+Each case becomes its own pack (`c_<case>`) so that all of them load side by side; its
+refs are renamed to that pack. Every run is triggered at once, then each is checked.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attune_provider.local_run import RunResult, TaskRun
+from tests.cluster.conftest import CLUSTER_PACKS, Cluster
+from tests.integration.test_cases import CASES, check_expectations, load_case, pack_files
+from tests.live_airflow import ApiError
+
+pytestmark = pytest.mark.cluster
+
+COMPARED = ("status", "tasks", "vars", "output")
+RUN_TIMEOUT = 900.0
+RUNNABLE = [path for path in CASES if "invalid" not in load_case(path)["expect"]]
+
+
+def pack_name(path: Path) -> str:
+    return "c_" + re.sub(r"[^a-z0-9_]", "_", path.stem.lower())
+
+
+def _renamed(text: str, pack: str) -> str:
+    """A case's YAML with its pack `t` renamed: the refs it declares and the actions it calls."""
+    return re.sub(r"^(\s*-?\s*(?:ref|action):\s*)t\.", rf"\g<1>{pack}.", text, flags=re.M)
+
+
+def write_case_packs(packs: Path) -> None:
+    for path in RUNNABLE:
+        pack = pack_name(path)
+        workflow, files = pack_files(load_case(path))
+        directory = packs / pack
+        (directory / "workflows").mkdir(parents=True)
+        (directory / "pack.yaml").write_text(f"ref: {pack}\n")
+        (directory / "workflows" / "wf.yaml").write_text(_renamed(workflow, pack))
+        for rel, text in files.items():
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            body = textwrap.dedent(text)
+            target.write_text(body if rel.endswith(".py") else _renamed(body, pack))
+
+
+CLUSTER_PACKS.append(write_case_packs)
+
+
+@pytest.fixture(scope="module")
+def triggered(cluster: Cluster) -> Cluster:
+    """Every case triggered on the cluster (their runs proceed together)."""
+    for path in RUNNABLE:
+        cluster.trigger(f"{pack_name(path)}.wf", load_case(path).get("params") or {}, label=path.stem)
+    return cluster
+
+
+def cluster_result(cluster: Cluster, label: str) -> RunResult:
+    """What the run did, read through the REST API as `run` reads it from the database."""
+    dag_id, run_id, _ = cluster.runs[label]
+    cluster.wait(label, timeout=RUN_TIMEOUT)
+    report: dict[str, Any] = cluster.workflow(label)
+    tasks = {task_id: TaskRun(task_id, status) for task_id, status in (report.get("tasks") or {}).items()}
+    result = RunResult(dag_id, run_id, report.get("status") or "failed", tasks, report.get("vars") or {})
+    try:
+        result.output = cluster.xcom(label, "return_value")
+    except ApiError as exc:  # a workflow without output_map returns nothing
+        assert "HTTP 404" in str(exc), exc
+    return result
+
+
+@pytest.mark.parametrize("path", RUNNABLE, ids=[p.stem for p in RUNNABLE])
+def test_case_on_the_cluster(path: Path, triggered: Cluster) -> None:
+    expect = {key: value for key, value in load_case(path)["expect"].items() if key in COMPARED}
+    check_expectations(cluster_result(triggered, path.stem), expect)
