@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# A complete Airflow 3.3 deployment on this machine, from the repository's .venv:
+# PostgreSQL metadata database, CeleryExecutor with Redis as broker (results in PostgreSQL),
+# api-server, scheduler, dag-processor, triggerer and N Celery workers, loading the packs.
+#
+#   bash scripts/cluster.sh start    # start (or find running), wait until healthy, print api/user/password
+#   bash scripts/cluster.sh status   # one line per process, API health; exit 0 all running, 3 otherwise
+#   bash scripts/cluster.sh stop     # stop exactly what start started
+#
+# Settings (environment, read by a start that finds nothing running; then kept in the env file):
+#   ATTUNE_CLUSTER_HOME         state: env file, AIRFLOW_HOME, logs, pid files   (<repo>/.cluster)
+#   ATTUNE_CLUSTER_PORT         API server on 127.0.0.1:PORT                      (8080)
+#   ATTUNE_CLUSTER_WORKERS      number of Celery workers                          (2)
+#   ATTUNE_CLUSTER_CONCURRENCY  task slots per worker (--concurrency)             (4)
+#   ATTUNE_CLUSTER_SHARDS       optional: shard queues the workers also listen on (unset)
+#   ATTUNE_CLUSTER_DB           PostgreSQL database, created when missing         (attune_cluster)
+#   ATTUNE_CLUSTER_REDIS_PORT / ATTUNE_CLUSTER_REDIS_DB    broker                 (6379 / 0)
+#   ATTUNE_CLUSTER_PG_PORT      PostgreSQL port (trust auth, user postgres)       (5432)
+#   ATTUNE_CLUSTER_LOG_PORT     triggerer log server port; worker K uses +K       (PORT+10)
+#   ATTUNE_CLUSTER_API_WORKERS  API server worker processes                       (2)
+#   ATTUNE_CLUSTER_TIMEOUT      seconds start waits for health and DAGs           (300)
+#   ATTUNE_PACKS_PATH           ":"-separated pack folders                        (<repo>/packs)
+#
+# `source $ATTUNE_CLUSTER_HOME/env` gives a shell the cluster's settings (e.g. for `airflow dags list`).
+# Only the three lines api/user/password of `start` go to standard output; the rest to stderr.
+#
+# Lost workers. A task's supervisor heartbeats to the API server every
+# [workers] min_heartbeat_interval = 5 s (default). When a worker dies with its tasks:
+#   [scheduler] task_instance_heartbeat_timeout = 60 (default 300): a running task instance
+#       whose heartbeat is older than this is failed by the scheduler and, having retries
+#       left, retried on another worker. 60 s is 12 missed heartbeats: a busy 2-core machine
+#       does not lose that many, while the default made a lost task wait ~5.5 minutes.
+#   [scheduler] task_instance_heartbeat_timeout_detection_interval = 10 (default): how often
+#       the scheduler looks, so a lost task is failed 60 to 70 s after its last heartbeat.
+#   [workers] max_failed_heartbeats = 3 (default): a supervisor that cannot reach the API
+#       ends its task itself, so no task keeps running once it may have been retried.
+#   [celery] task_acks_late = True (default): a message is acknowledged when its task ends,
+#       so a worker killed mid-task does not silently lose the message ...
+#   [celery_broker_transport_options] visibility_timeout = 86400 (Airflow's default): ...
+#       but Redis hands it out again only after this long. It must stay longer than any task
+#       (a shorter one re-delivers long healthy tasks to a second worker, and the scheduler
+#       then fails them); recovery is the scheduler's heartbeat check above, not Celery's.
+#   [scheduler] task_queued_timeout = 600 (default): a task queued on a worker that died
+#       before starting it is re-queued after this long. Kept: it also bounds how long a task
+#       may legitimately wait in the broker for a free slot, and its workload token lifetime.
+#   [celery] worker_prefetch_multiplier = 1 (default): a worker reserves no more messages
+#       than it has free slots, so a dead worker holds no unstarted tasks in the usual case.
+# Measured on a 2-core machine: a worker SIGKILLed (its whole session, or its main process
+# alone) 9 s into a 60 s task: the task was failed and running again on the other worker
+# 65 to 69 s after the kill, and the run succeeded ~127 s after it (the default took 336 s).
+set -euo pipefail
+
+exec 3>&1 1>&2 # fd 3: the three result lines; everything else goes to stderr
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+HELPER="$REPO/scripts/cluster_helper.py"
+CH="$(realpath -m -- "${ATTUNE_CLUSTER_HOME:-$REPO/.cluster}")"
+RUN="$CH/run"
+LOGS="$CH/log"
+ENV_FILE="$CH/env"
+SECRETS="$CH/secrets"
+STOP_GRACE=30
+
+die() { echo "cluster: $*"; exit 1; }
+note() { echo "cluster: $*"; }
+py() { "$VENV/bin/python" "$HELPER" "$@"; }
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/airflow" ] || [ ! -x "$VENV/bin/python" ]; then
+    note "no $VENV/bin/airflow: running scripts/bootstrap.sh"
+    bash "$REPO/scripts/bootstrap.sh"
+  fi
+}
+
+# -- processes ----------------------------------------------------------------------------------
+
+# /proc/PID/stat field 22: when the process started (clock ticks since boot).
+proc_starttime() {
+  local s
+  s="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  s="${s##*) }"
+  # shellcheck disable=SC2086
+  set -- $s
+  echo "${20}"
+}
+
+pid_of() {
+  local pid
+  [ -f "$RUN/$1.pid" ] && read -r pid _ <"$RUN/$1.pid" && echo "$pid"
+}
+
+# alive NAME: the process recorded in run/NAME.pid still runs (same pid and start time).
+alive() {
+  local pid started s
+  [ -f "$RUN/$1.pid" ] || return 1
+  read -r pid started _ <"$RUN/$1.pid" || return 1
+  s="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  s="${s##*) }"
+  # shellcheck disable=SC2086
+  set -- $s
+  [ "$1" != Z ] && [ "$1" != X ] && [ "${20}" = "$started" ]
+}
+
+process_names() {
+  local k
+  echo api-server scheduler dag-processor triggerer
+  for ((k = 1; k <= ATTUNE_CLUSTER_WORKERS; k++)); do echo "worker-$k"; done
+}
+
+# launch NAME COMMAND...: in a session (and process group) of its own, cwd the cluster home,
+# output appended to log/NAME.log; pid file run/NAME.pid = "PID STARTTIME EPOCH".
+launch() {
+  local name="$1" pid
+  shift
+  echo "=== $(date -Is) cluster.sh: $*" >>"$LOGS/$name.log"
+  # fds 3 (our stdout) and 9 (the lock) must not stay open in the long-lived processes
+  (cd "$CH" && exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 3>&- 9>&-) &
+  pid=$!
+  echo "$pid $(proc_starttime "$pid") $(date +%s.%N)" >"$RUN/$name.pid"
+  note "started $name (pid $pid, log $LOGS/$name.log)"
+}
+
+# The queues worker K (1-based) consumes.
+worker_queues() {
+  local k="$1" queues="default" s
+  # --- shards (ATTUNE_CLUSTER_SHARDS=N) -----------------------------------------------------
+  # Each worker also listens on shard queues attune-shard-0 .. attune-shard-{N-1}: worker K
+  # takes shards S with S mod WORKERS == K-1 (with fewer shards than workers, shard
+  # (K-1) mod N), so every shard has a worker. A later issue routes tasks to these queues.
+  if [ -n "${ATTUNE_CLUSTER_SHARDS:-}" ]; then
+    if ((ATTUNE_CLUSTER_SHARDS < ATTUNE_CLUSTER_WORKERS)); then
+      queues+=",attune-shard-$(((k - 1) % ATTUNE_CLUSTER_SHARDS))"
+    else
+      for ((s = 0; s < ATTUNE_CLUSTER_SHARDS; s++)); do
+        if ((s % ATTUNE_CLUSTER_WORKERS == k - 1)); then queues+=",attune-shard-$s"; fi
+      done
+    fi
+  fi
+  # --- end of shards ---------------------------------------------------------------------------
+  echo "$queues"
+}
+
+# -- settings -------------------------------------------------------------------------------------
+
+# The secrets are generated once and kept: every process, and every later start, shares them.
+ensure_secrets() {
+  if [ ! -s "$SECRETS" ]; then
+    (
+      umask 077
+      "$VENV/bin/python" - >"$SECRETS.tmp" <<'PY'
+import base64, os, secrets
+print(f"ATTUNE_CLUSTER_JWT_SECRET={secrets.token_hex(32)}")
+print(f"ATTUNE_CLUSTER_SECRET_KEY={secrets.token_hex(32)}")
+print(f"ATTUNE_CLUSTER_FERNET_KEY={base64.urlsafe_b64encode(os.urandom(32)).decode()}")
+PY
+      mv "$SECRETS.tmp" "$SECRETS"
+    )
+  fi
+}
+
+absolute_packs_path() {
+  local out="" part
+  local IFS=:
+  for part in $1; do
+    [ -n "$part" ] || continue
+    out+="${out:+:}$(realpath -m -- "$part")"
+  done
+  echo "$out"
+}
+
+# Written by a start that finds no process of the cluster running; read by everything else.
+write_env() {
+  local port="${ATTUNE_CLUSTER_PORT:-8080}" workers="${ATTUNE_CLUSTER_WORKERS:-2}"
+  local db="${ATTUNE_CLUSTER_DB:-attune_cluster}" pg_port="${ATTUNE_CLUSTER_PG_PORT:-5432}"
+  local redis_port="${ATTUNE_CLUSTER_REDIS_PORT:-6379}" redis_db="${ATTUNE_CLUSTER_REDIS_DB:-0}"
+  local log_port="${ATTUNE_CLUSTER_LOG_PORT:-$((port + 10))}"
+  local packs
+  packs="$(absolute_packs_path "${ATTUNE_PACKS_PATH:-$REPO/packs}")"
+  local v
+  for v in port workers pg_port redis_port redis_db log_port; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "ATTUNE_CLUSTER_${v^^} must be a number, not '${!v}'"
+  done
+  [ "$workers" -ge 1 ] || die "ATTUNE_CLUSTER_WORKERS must be at least 1"
+  [[ "${ATTUNE_CLUSTER_SHARDS:-1}" =~ ^[1-9][0-9]*$ ]] || die "ATTUNE_CLUSTER_SHARDS must be a positive number"
+  [[ "$db" =~ ^[a-z][a-z0-9_]*$ ]] || die "ATTUNE_CLUSTER_DB must match ^[a-z][a-z0-9_]*\$"
+  # shellcheck disable=SC1090
+  . "$SECRETS"
+  local pg="postgres@127.0.0.1:$pg_port/$db"
+  local -a settings=(
+    ATTUNE_CLUSTER_HOME="$CH"
+    ATTUNE_CLUSTER_PORT="$port"
+    ATTUNE_CLUSTER_WORKERS="$workers"
+    ATTUNE_CLUSTER_CONCURRENCY="${ATTUNE_CLUSTER_CONCURRENCY:-4}"
+    ATTUNE_CLUSTER_SHARDS="${ATTUNE_CLUSTER_SHARDS:-}"
+    ATTUNE_CLUSTER_DB="$db"
+    ATTUNE_CLUSTER_PG_PORT="$pg_port"
+    ATTUNE_CLUSTER_REDIS_PORT="$redis_port"
+    ATTUNE_CLUSTER_LOG_PORT="$log_port"
+    ATTUNE_PACKS_PATH="$packs"
+    AIRFLOW_HOME="$CH/airflow"
+    AIRFLOW__CORE__DAGS_FOLDER="$CH/dags"
+    AIRFLOW__CORE__LOAD_EXAMPLES=False
+    AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+    AIRFLOW__CORE__EXECUTOR=CeleryExecutor
+    AIRFLOW__CORE__FERNET_KEY="$ATTUNE_CLUSTER_FERNET_KEY"
+    AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+    AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
+    AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$CH/simple_auth_manager_passwords.json.generated"
+    AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$port/execution/"
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://$pg"
+    AIRFLOW__API__HOST=127.0.0.1
+    AIRFLOW__API__PORT="$port"
+    AIRFLOW__API__BASE_URL="http://127.0.0.1:$port"
+    AIRFLOW__API__WORKERS="${ATTUNE_CLUSTER_API_WORKERS:-2}"
+    AIRFLOW__API__SECRET_KEY="$ATTUNE_CLUSTER_SECRET_KEY"
+    AIRFLOW__API_AUTH__JWT_SECRET="$ATTUNE_CLUSTER_JWT_SECRET"
+    AIRFLOW__CELERY__BROKER_URL="redis://127.0.0.1:$redis_port/$redis_db"
+    AIRFLOW__CELERY__RESULT_BACKEND="db+postgresql://$pg"
+    AIRFLOW__CELERY__WORKER_CONCURRENCY="${ATTUNE_CLUSTER_CONCURRENCY:-4}"
+    AIRFLOW__CELERY__TASK_ACKS_LATE=True
+    AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER=1
+    AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT=86400
+    AIRFLOW__OPERATORS__DEFAULT_QUEUE=default
+    AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=60
+    AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL=10
+    AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=600
+    AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=5
+    AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS=3
+    AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
+    AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$log_port"
+    AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((log_port + 1))" # worker K: log_port + K
+  )
+  (
+    umask 077
+    {
+      echo "# Written by scripts/cluster.sh start on $(date -Is); read by status/stop; source it to use this cluster."
+      local kv
+      for kv in "${settings[@]}"; do printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"; done
+      printf 'export PATH=%q:"$PATH"\n' "$VENV/bin"
+    } >"$ENV_FILE.tmp"
+    mv "$ENV_FILE.tmp" "$ENV_FILE"
+  )
+}
+
+load_env() {
+  [ -f "$ENV_FILE" ] || return 1
+  # shellcheck disable=SC1090
+  . "$ENV_FILE"
+}
+
+# -- PostgreSQL and Redis ----------------------------------------------------------------------------
+
+pg_up() {
+  if command -v pg_isready >/dev/null; then
+    pg_isready -q -h 127.0.0.1 -p "$ATTUNE_CLUSTER_PG_PORT" -t 3
+  else
+    py port-open 127.0.0.1 "$ATTUNE_CLUSTER_PG_PORT"
+  fi
+}
+
+redis_up() {
+  if command -v redis-cli >/dev/null; then
+    [ "$(redis-cli -h 127.0.0.1 -p "$ATTUNE_CLUSTER_REDIS_PORT" ping 2>/dev/null)" = PONG ]
+  else
+    py port-open 127.0.0.1 "$ATTUNE_CLUSTER_REDIS_PORT"
+  fi
+}
+
+wait_for() { # wait_for NAME CHECK SECONDS
+  local i
+  for ((i = 0; i < $3 * 2; i++)); do
+    if "$2"; then return 0; fi
+    sleep 0.5
+  done
+  return 1
+}
+
+ensure_postgres() {
+  pg_up && return 0
+  local version
+  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)"
+  if ! command -v pg_ctlcluster >/dev/null || [ -z "$version" ]; then
+    die "PostgreSQL is not reachable on 127.0.0.1:$ATTUNE_CLUSTER_PG_PORT and not installed: apt-get install postgresql redis-server"
+  fi
+  note "PostgreSQL not reachable: starting cluster $version/main"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start 3>&- 9>&- ||
+    die "could not start PostgreSQL $version/main (pg_ctlcluster --skip-systemctl-redirect $version main start)"
+  echo "$version main" >"$RUN/postgresql.started" # stop stops only what start started
+  wait_for postgresql pg_up 60 || die "PostgreSQL $version/main started but 127.0.0.1:$ATTUNE_CLUSTER_PG_PORT does not answer"
+}
+
+ensure_redis() {
+  redis_up && return 0
+  command -v redis-server >/dev/null ||
+    die "Redis is not reachable on 127.0.0.1:$ATTUNE_CLUSTER_REDIS_PORT and not installed: apt-get install postgresql redis-server"
+  local dir=/var/lib/redis
+  [ -d "$dir" ] && [ -w "$dir" ] || {
+    dir="$CH/redis"
+    mkdir -p "$dir"
+  }
+  note "Redis not reachable: starting redis-server on 127.0.0.1:$ATTUNE_CLUSTER_REDIS_PORT (log $LOGS/redis.log)"
+  rm -f "$RUN/redis.pid"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$ATTUNE_CLUSTER_REDIS_PORT" --save "" \
+    --appendonly no --dir "$dir" --logfile "$LOGS/redis.log" --pidfile "$RUN/redis.pid" 3>&- 9>&- ||
+    die "could not start redis-server (see $LOGS/redis.log)"
+  wait_for redis redis_up 30 || die "redis-server started but does not answer (see $LOGS/redis.log)"
+  local pid
+  read -r pid <"$RUN/redis.pid"
+  echo "$pid $(proc_starttime "$pid")" >"$RUN/redis.started" # stop stops only what start started
+}
+
+stop_services() {
+  if [ -f "$RUN/redis.started" ]; then
+    local pid started
+    read -r pid started <"$RUN/redis.started"
+    if [ "$(proc_starttime "$pid" || true)" = "$started" ]; then
+      note "stopping the redis-server this script started (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      for ((i = 0; i < STOP_GRACE * 2; i++)); do
+        [ "$(proc_starttime "$pid" || true)" = "$started" ] || break
+        sleep 0.5
+      done
+      [ "$(proc_starttime "$pid" || true)" != "$started" ] || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN/redis.started" "$RUN/redis.pid"
+  fi
+  if [ -f "$RUN/postgresql.started" ]; then
+    local version cluster
+    read -r version cluster <"$RUN/postgresql.started"
+    note "stopping the PostgreSQL cluster this script started ($version/$cluster)"
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" stop || note "pg_ctlcluster stop failed"
+    rm -f "$RUN/postgresql.started"
+  fi
+}
+
+# -- commands --------------------------------------------------------------------------------------
+
+cmd_start() {
+  local begin=$SECONDS timeout="${ATTUNE_CLUSTER_TIMEOUT:-300}"
+  [[ "$timeout" =~ ^[0-9]+$ ]] || die "ATTUNE_CLUSTER_TIMEOUT must be a number of seconds"
+  ensure_venv
+  local any_alive=0 name f
+  shopt -s nullglob
+  for f in "$RUN"/*.pid; do
+    name="$(basename "$f" .pid)"
+    if [ "$name" != redis ] && alive "$name"; then any_alive=1; fi
+  done
+  shopt -u nullglob
+  if ((any_alive)) && [ -f "$ENV_FILE" ]; then
+    note "cluster in $CH is running: using its settings from $ENV_FILE (stop it to change them)"
+  else
+    ensure_secrets
+    write_env
+  fi
+  load_env
+  ensure_postgres
+  ensure_redis
+
+  # Leftovers of processes that died (their sessions), then launch what is not running.
+  local -a dead=() ports=()
+  local k
+  for name in $(process_names); do
+    if ! alive "$name"; then
+      dead+=("$name")
+      [ ! -f "$RUN/$name.pid" ] || py reap --grace 5 "$RUN/$name.pid" || true
+      rm -f "$RUN/$name.pid"
+    fi
+  done
+  if ((${#dead[@]})); then
+    for name in "${dead[@]}"; do
+      case "$name" in
+        api-server) ports+=("$ATTUNE_CLUSTER_PORT") ;;
+        triggerer) ports+=("$ATTUNE_CLUSTER_LOG_PORT") ;;
+        worker-*) ports+=("$((ATTUNE_CLUSTER_LOG_PORT + ${name#worker-}))") ;;
+      esac
+    done
+    ((${#ports[@]} == 0)) || py ports-free "${ports[@]}" || die "stop what uses them, or choose other ports (ATTUNE_CLUSTER_PORT, ATTUNE_CLUSTER_LOG_PORT)"
+
+    py createdb "$ATTUNE_CLUSTER_DB" || die "could not create database $ATTUNE_CLUSTER_DB"
+    note "airflow db migrate (log $LOGS/migrate.log)"
+    if ! (cd "$CH" && timeout "$timeout" "$VENV/bin/airflow" db migrate >>"$LOGS/migrate.log" 2>&1); then
+      tail -n 40 "$LOGS/migrate.log"
+      die "airflow db migrate failed (log $LOGS/migrate.log)"
+    fi
+    mkdir -p "$CH/dags"
+    local f
+    for f in attune_dags.py attune_errors.py; do
+      cmp -s "$REPO/dags/$f" "$CH/dags/$f" || cp "$REPO/dags/$f" "$CH/dags/$f"
+    done
+    for name in "${dead[@]}"; do
+      case "$name" in
+        api-server) launch "$name" airflow api-server --host 127.0.0.1 --port "$ATTUNE_CLUSTER_PORT" ;;
+        scheduler | dag-processor | triggerer) launch "$name" airflow "$name" ;;
+        worker-*)
+          k="${name#worker-}"
+          launch "$name" env AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((ATTUNE_CLUSTER_LOG_PORT + k))" \
+            airflow celery worker --concurrency "$ATTUNE_CLUSTER_CONCURRENCY" \
+            --celery-hostname "w$k@%h" --queues "$(worker_queues "$k")"
+          ;;
+      esac
+    done
+  fi
+
+  local left=$((timeout - (SECONDS - begin)))
+  ((left > 10)) || left=10
+  note "waiting up to ${left}s for the API and the packs' DAGs"
+  py wait "$left" || exit 1
+  local password
+  password="$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' \
+    "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")"
+  note "ready after $((SECONDS - begin))s (settings: source $ENV_FILE)"
+  printf 'api: http://127.0.0.1:%s\nuser: admin\npassword: %s\n' "$ATTUNE_CLUSTER_PORT" "$password" >&3
+}
+
+cmd_stop() {
+  if ! load_env; then
+    note "no cluster in $CH (no $ENV_FILE)"
+  fi
+  shopt -s nullglob
+  local -a pidfiles=("$RUN"/*.pid)
+  local -a ours=()
+  local f
+  for f in "${pidfiles[@]}"; do [ "$(basename "$f")" = redis.pid ] || ours+=("$f"); done
+  if ((${#ours[@]})); then
+    note "stopping ${#ours[@]} process(es): $(basename -s .pid "${ours[@]}" | tr '\n' ' ')"
+    py reap --grace "$STOP_GRACE" "${ours[@]}" || die "some processes did not stop"
+  else
+    note "no Airflow process of this cluster is running"
+  fi
+  stop_services
+  note "stopped"
+}
+
+cmd_status() {
+  load_env || {
+    echo "no cluster in $CH (no $ENV_FILE)" >&3
+    exit 3
+  }
+  local all=0 name pid state
+  for name in $(process_names); do
+    pid="$(pid_of "$name" || true)"
+    if alive "$name"; then state=running; else
+      state=dead
+      all=3
+    fi
+    printf '%-14s %-8s %s\n' "$name" "${pid:--}" "$state" >&3
+  done
+  local health
+  health="$(py health 2>/dev/null)" || true
+  printf '%-14s %-8s %s\n' api "$ATTUNE_CLUSTER_PORT" "${health:-not answering} (http://127.0.0.1:$ATTUNE_CLUSTER_PORT)" >&3
+  local who
+  who=external
+  [ ! -f "$RUN/postgresql.started" ] || who="started by cluster.sh"
+  if pg_up; then state=reachable; else state="NOT reachable"; fi
+  printf '%-14s %-8s %s\n' postgresql "$ATTUNE_CLUSTER_PG_PORT" "$state ($who, database $ATTUNE_CLUSTER_DB)" >&3
+  who=external
+  [ ! -f "$RUN/redis.started" ] || who="started by cluster.sh"
+  if redis_up; then state=reachable; else state="NOT reachable"; fi
+  printf '%-14s %-8s %s\n' redis "$ATTUNE_CLUSTER_REDIS_PORT" "$state ($who)" >&3
+  exit "$all"
+}
+
+[ $# -eq 1 ] || usage
+case "$1" in
+  start | stop)
+    if [ "$1" = stop ] && [ ! -d "$RUN" ]; then
+      note "no cluster in $CH"
+      exit 0
+    fi
+    mkdir -p "$RUN" "$LOGS"
+    [ -f "$CH/.gitignore" ] || echo '*' >"$CH/.gitignore" # keeps the default <repo>/.cluster out of git
+    exec 9>"$RUN/lock"
+    flock -w 600 9 || die "another cluster.sh start/stop holds $RUN/lock"
+    "cmd_$1"
+    ;;
+  status) cmd_status ;;
+  *) usage ;;
+esac
