@@ -1,9 +1,12 @@
 """A real Airflow (scheduler, DAG processor, API server) in a temporary home, and a REST client.
 
 Used by the tests that must prove a behaviour where users meet it: in Airflow's own
-processes, not in an in-process DagBag or `dag.test()`. `LiveAirflow.start()` migrates the
-metadata database and starts the processes, each in its own session with its log under
-the root; `stop()` ends them and every process they started.
+processes, not in an in-process DagBag or `dag.test()`. The metadata database is a new
+PostgreSQL database of its own (127.0.0.1:5432, trust auth), dropped at the end: SQLite
+under a scheduler, a DAG processor and an API server at once once answered a REST call
+with `HTTP 500 Database error` on a loaded machine. `LiveAirflow.start()` migrates it
+and starts the processes, each in its own session with its log under the root; `stop()`
+ends them and every process they started.
 """
 
 from __future__ import annotations
@@ -23,12 +26,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 from tests.support import install_dag_files
 
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 180.0
 RUN_TIMEOUT = 240.0
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+POSTGRES_WAIT = 60.0
+
+
+def _admin_sql(statement: str) -> None:
+    """Run one statement on the server's `postgres` database, waiting for the server to
+    accept connections (it may be starting): a test never fails from a slow start alone."""
+    deadline = time.monotonic() + POSTGRES_WAIT
+    while True:
+        try:
+            connection = psycopg2.connect(**POSTGRES, connect_timeout=5)
+            break
+        except psycopg2.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}") from None
+            time.sleep(1)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def create_database(prefix: str) -> str:
+    """A new, empty PostgreSQL database; its name."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    _admin_sql(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    """Drop a test database (the machine keeps none), closing what still uses it."""
+    _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:
@@ -140,6 +179,12 @@ class LiveAirflow:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop(self, grace: float = 30.0) -> None:
+        """End the processes, then drop the session's database."""
+        self._end_processes(grace)
+        if "ATTUNE_TEST_DATABASE" in self.env:
+            drop_database(self.env["ATTUNE_TEST_DATABASE"])
+
+    def _end_processes(self, grace: float) -> None:
         """SIGTERM each process group, wait, SIGKILL on timeout; then any leftover child."""
         family = descendants([p.pid for p in self.procs.values()])
         for proc in self.procs.values():
@@ -248,10 +293,14 @@ class LiveAirflow:
 
 
 def environment(root: Path, port: int, min_file_process_interval: int = 600) -> dict[str, str]:
-    """The processes' environment: LocalExecutor on SQLite under `root`, bound to 127.0.0.1."""
+    """The processes' environment: LocalExecutor on a new PostgreSQL database, home under
+    `root`, bound to 127.0.0.1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ATTUNE", "PYTEST"))}
+    database = create_database("attune_live")
     env.update(
         {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+            "ATTUNE_TEST_DATABASE": database,
             "AIRFLOW_HOME": str(root / "home"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
             "ATTUNE_PACKS_PATH": str(root / "packs"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_airflow import STARTUP_TIMEOUT, LiveAirflow, free_port
+from tests.live_airflow import STARTUP_TIMEOUT, LiveAirflow, drop_database, free_port
 from tests.support import REPO
 
 SCRIPT = REPO / "scripts" / "cluster.sh"
@@ -58,7 +58,7 @@ class Cluster(LiveAirflow):
         assert done.returncode == 0, done.stderr[-2000:]
 
     def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.root / "home" / "logs" / f"{name}.log"
+        path = self.root / "home" / "log" / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
@@ -87,16 +87,3 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         airflow.stop()
         drop_database(env["ATTUNE_CLUSTER_DB"])
-
-
-def drop_database(name: str) -> None:
-    """The session's metadata database goes with it (the machine keeps no test databases)."""
-    import psycopg2
-
-    connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        connection.close()
