@@ -77,6 +77,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "ATTUNE_CLUSTER_PORT": str(port),
             "ATTUNE_CLUSTER_DB": f"attune_test_{secrets.token_hex(4)}",
             "ATTUNE_PACKS_PATH": str(packs),
+            # a Redis of the cluster's own (started and stopped by cluster.sh), so that a test
+            # may restart the broker without touching the machine's
+            "ATTUNE_CLUSTER_REDIS_PORT": str(free_port()),
         }
     )
     airflow = Cluster(root, port, env)

@@ -1,10 +1,12 @@
-"""Faults on the cluster: a worker lost mid-task, the scheduler killed and restarted.
+"""Faults on the cluster: a worker lost mid-task, the scheduler and the broker restarted.
 
 (1) A Celery worker is SIGKILLed (with its pool: as a lost machine) while it runs a task
 that has retries: the scheduler fails the orphaned try once its heartbeat is older than
 `[scheduler] task_instance_heartbeat_timeout` (set low by cluster.sh), the retry runs on
 the other worker, and the run succeeds with consistent outcome XComs. (2) The scheduler is
-SIGKILLed mid-run and started again: the run finishes. Each restores the cluster after.
+SIGKILLed mid-run and started again: the run finishes. (3) The cluster's own Redis (the
+Celery broker) is SIGKILLed mid-run and started again: the run finishes. Each restores the
+cluster after (`cluster.sh start` restarts what died).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def write_fault_packs(packs: Path) -> None:
     )
     (pack / "workflows" / "lost_worker.yaml").write_text(_workflow("lost_worker", 45))
     (pack / "workflows" / "lost_scheduler.yaml").write_text(_workflow("lost_scheduler", 20))
+    (pack / "workflows" / "lost_broker.yaml").write_text(_workflow("lost_broker", 20))
 
 
 CLUSTER_PACKS.append(write_fault_packs)
@@ -150,3 +153,17 @@ def test_a_killed_scheduler_restarted_finishes_the_run(cluster: Cluster, tmp_pat
     assert state == "success"
     assert cluster.workflow("lost_scheduler")["status"] == "succeeded"
     assert cluster.xcom("lost_scheduler", "return_value") == {"slept": 20, "after": "done"}
+
+
+def test_a_restarted_broker_loses_no_run(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.trigger("faults.lost_broker", {"marks": str(tmp_path)}, label="lost_broker")
+    wait_for_start(tmp_path, "lost_broker", 1)
+    kill_group(pid_file(cluster, "redis"))
+    time.sleep(5)
+    restarted = cluster.cluster("start")  # starts the cluster's Redis again
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    state, elapsed = cluster.wait("lost_broker", timeout=FAULT_TIMEOUT)
+    print(f"lost broker: run {state} {elapsed:.0f}s after its trigger")
+    assert state == "success"
+    assert cluster.workflow("lost_broker")["status"] == "succeeded"
+    assert cluster.xcom("lost_broker", "return_value") == {"slept": 20, "after": "done"}

@@ -1,6 +1,6 @@
 """Workflows run by a real Airflow: scheduler, DAG processor and API server (LocalExecutor).
 
-One module-scoped Airflow on SQLite in its own temporary AIRFLOW_HOME (tests/live_airflow.py)
+One module-scoped Airflow on a PostgreSQL database of its own (tests/live_airflow.py)
 parses copies of the provider's DAG files over the packs written here; runs are triggered
 and read back only through the REST API (`/api/v2`), with a token from the simple auth
 manager's generated admin password. Every run is triggered as soon as Airflow is up, so
@@ -12,7 +12,7 @@ scheduling), so 1,000 unbatched instances take ~14 minutes (measured: 794 s). Th
 1,000 items in batches of 25 (40 instances); `ATTUNE_SCHEDULER_FULL_SCALE=1` adds the
 1,000-instance run.
 
-Known problem (Airflow 3.3.2, Python 3.11.7, SQLite): under that load the API server
+Seen before these tests moved to PostgreSQL (Airflow 3.3.2, Python 3.11.7, SQLite): the API server
 died of SIGSEGV three times, in a thread serialising `GET /api/v2/dags/{dag}/dagRuns/{run}`
 (a lazy load of `DagRun.dag_versions` -> sqlite3 `fetchall`; faulthandler's stack is in the
 api-server log). Runs are therefore waited for through their final task's `status` XCom,
