@@ -19,6 +19,7 @@
 #   ATTUNE_CLUSTER_LOG_PORT     triggerer log server port; worker K uses +K       (PORT+10)
 #   ATTUNE_CLUSTER_API_WORKERS  API server worker processes                       (2)
 #   ATTUNE_CLUSTER_TIMEOUT      seconds start waits for health and DAGs           (300)
+#   ATTUNE_CLUSTER_PARSE_INTERVAL  [dag_processor] min_file_process_interval, s   (30)
 #   ATTUNE_PACKS_PATH           ":"-separated pack folders                        (<repo>/packs)
 #
 # `source $ATTUNE_CLUSTER_HOME/env` gives a shell the cluster's settings (e.g. for `airflow dags list`).
@@ -233,6 +234,7 @@ write_env() {
     AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL=5
     AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS=3
     AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
+    AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="${ATTUNE_CLUSTER_PARSE_INTERVAL:-30}"
     AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$log_port"
     AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((log_port + 1))" # worker K: log_port + K
   )

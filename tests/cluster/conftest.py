@@ -23,6 +23,7 @@ from tests.support import REPO
 SCRIPT = REPO / "scripts" / "cluster.sh"
 PackWriter = Callable[[Path], None]
 CLUSTER_PACKS: list[PackWriter] = []  # each cluster test module registers its packs here
+PARSE_INTERVAL = 10  # [dag_processor] min_file_process_interval of the test cluster, seconds
 
 
 class Cluster(LiveAirflow):
@@ -80,6 +81,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             # a Redis of the cluster's own (started and stopped by cluster.sh), so that a test
             # may restart the broker without touching the machine's
             "ATTUNE_CLUSTER_REDIS_PORT": str(free_port()),
+            "ATTUNE_CLUSTER_PARSE_INTERVAL": str(PARSE_INTERVAL),
         }
     )
     airflow = Cluster(root, port, env)
