@@ -335,7 +335,10 @@ def test_timeout_per_attempt_with_retries(run: Run, tmp_path: Path, tries: Calla
     assert (result.tasks["a"].status, result.tasks["a"].attempts, counter(path)) == ("succeeded", 2, 2)
     assert result.xcom("a", "return_value") == {"attempt": 2}
     first, second = tries(result, "a")
-    assert 1.4 <= first.duration < 10 and second.duration < 1.5, (first, second)
+    # the first try was cut at its timeout; the second (a 0.5 s action) succeeded within its
+    # own 1.5 s, which its success proves: its wall time (task start-up included) is not
+    # compared, as it grows with the machine's load
+    assert 1.4 <= first.duration < 10 and second.state == "success", (first, second)
     assert result.tasks["always_slow"].status == "timeout"
     assert result.tasks["always_slow"].attempts == 2
     assert result.tasks["always_slow"].error["type"] == "timeout"
