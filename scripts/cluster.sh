@@ -20,6 +20,7 @@
 #   ATTUNE_CLUSTER_API_WORKERS  API server worker processes                       (2)
 #   ATTUNE_CLUSTER_TIMEOUT      seconds start waits for health and DAGs           (300)
 #   ATTUNE_CLUSTER_PARSE_INTERVAL  [dag_processor] min_file_process_interval, s   (30)
+#   ATTUNE_CLUSTER_DAGS_FOLDER  a DAGs folder of your own (else the repo's two DAG files)
 #   ATTUNE_PACKS_PATH           ":"-separated pack folders                        (<repo>/packs)
 #
 # `source $ATTUNE_CLUSTER_HOME/env` gives a shell the cluster's settings (e.g. for `airflow dags list`).
@@ -205,7 +206,7 @@ write_env() {
     ATTUNE_CLUSTER_LOG_PORT="$log_port"
     ATTUNE_PACKS_PATH="$packs"
     AIRFLOW_HOME="$CH/airflow"
-    AIRFLOW__CORE__DAGS_FOLDER="$CH/dags"
+    AIRFLOW__CORE__DAGS_FOLDER="${ATTUNE_CLUSTER_DAGS_FOLDER:-$CH/dags}"
     AIRFLOW__CORE__LOAD_EXAMPLES=False
     AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
     AIRFLOW__CORE__EXECUTOR=CeleryExecutor
@@ -390,11 +391,13 @@ cmd_start() {
       tail -n 40 "$LOGS/migrate.log"
       die "airflow db migrate failed (log $LOGS/migrate.log)"
     fi
-    mkdir -p "$CH/dags"
-    local f
-    for f in attune_dags.py attune_errors.py; do
-      cmp -s "$REPO/dags/$f" "$CH/dags/$f" || cp "$REPO/dags/$f" "$CH/dags/$f"
-    done
+    if [ -z "${ATTUNE_CLUSTER_DAGS_FOLDER:-}" ]; then # else the caller's own DAGs folder
+      mkdir -p "$CH/dags"
+      local f
+      for f in attune_dags.py attune_errors.py; do
+        cmp -s "$REPO/dags/$f" "$CH/dags/$f" || cp "$REPO/dags/$f" "$CH/dags/$f"
+      done
+    fi
     for name in "${dead[@]}"; do
       case "$name" in
         api-server) launch "$name" airflow api-server --host 127.0.0.1 --port "$ATTUNE_CLUSTER_PORT" ;;
