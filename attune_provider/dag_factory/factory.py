@@ -36,12 +36,7 @@ from airflow.sdk import DAG
 from attune_provider import settings
 from attune_provider.dag_factory.file_cache import FileCache
 from attune_provider.dag_factory.loader import load_catalog, load_workflow_closure
-from attune_provider.dag_factory.validation.cached import (
-    Findings,
-    fingerprint,
-    validate_cached,
-    validation_inputs,
-)
+from attune_provider.dag_factory.validation.cached import Findings, validate_cached, validation_key
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.catalog import Catalog
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Location, Problem
@@ -154,9 +149,8 @@ class _CompileCheck:
     """Which valid workflows failed to compile, remembered in the cache for the inputs of a
     validation report, so that the errors file need not compile what the DAG file did."""
 
-    def __init__(self, cache: FileCache | None, scope: str, catalog: Catalog, max_depth: int) -> None:
-        self.cache, self.scope = cache, f"compiled|{scope}"
-        self.key = fingerprint(validation_inputs(catalog, max_depth)) if cache is not None else ""
+    def __init__(self, cache: FileCache | None, scope: str, key: str) -> None:
+        self.cache, self.scope, self.key = cache, f"compiled|{scope}", key
 
     def recorded(self) -> dict[str, list[Problem]] | None:
         stored = self.cache.report(self.scope, self.key) if self.cache is not None else None
@@ -201,9 +195,10 @@ def _load_all(
     scope = _scope("all", packs_paths)
     with _batch(cache, scope):
         catalog = load_catalog(packs_paths, max_file_bytes, cache=cache)
-    report: Findings = validate_cached(catalog, max_depth, cache, scope)
+    key = validation_key(catalog, max_depth, cache)  # one fingerprint for both cache entries
+    report: Findings = validate_cached(catalog, max_depth, cache, scope, key)
     valid = [ref for ref in sorted(catalog.workflows) if ref not in report.invalid_workflows]
-    check = _CompileCheck(cache, scope, catalog, max_depth)
+    check = _CompileCheck(cache, scope, key)
     failed = None if want_dags else check.recorded()
     dags: dict[str, DAG] = {}
     if failed is None:

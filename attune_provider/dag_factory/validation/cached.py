@@ -63,10 +63,19 @@ class StoredReport(NamedTuple):
     invalid_workflows: dict[str, list[Problem]]
 
 
-def validate_cached(catalog: Catalog, max_depth: int, cache: FileCache | None, scope: str) -> Findings:
+def validation_key(catalog: Catalog, max_depth: int, cache: FileCache | None) -> str:
+    """The fingerprint of everything validation reads ("" without a cache, which needs none)."""
+    return fingerprint(validation_inputs(catalog, max_depth)) if cache is not None else ""
+
+
+def validate_cached(
+    catalog: Catalog, max_depth: int, cache: FileCache | None, scope: str, key: str | None = None
+) -> Findings:
     """`validate_catalog(catalog, max_depth)`, or the findings it gave for the same inputs
-    before, stored under `scope` (e.g. the whole packs path, or one workflow's closure)."""
-    key = fingerprint(validation_inputs(catalog, max_depth)) if cache is not None else ""
+    before, stored under `scope` (e.g. the whole packs path, or one workflow's closure).
+    `key` is `validation_key(...)` when the caller has it already."""
+    if key is None:
+        key = validation_key(catalog, max_depth, cache)
     if cache is not None:
         stored = cache.report(scope, key)
         if isinstance(stored, tuple) and len(stored) == 2:
