@@ -17,5 +17,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(
 )
 os.environ.pop("ATTUNE_PACKS_PATH", None)
 os.environ.pop("AIRFLOW__ATTUNE__PACKS_PATH", None)
+os.environ.pop("ATTUNE_SOURCES", None)  # workflow sources: only the tests about them set one
+os.environ.pop("AIRFLOW__ATTUNE__SOURCES", None)
+os.environ["ATTUNE_SOURCES_DIR"] = str(_HOME / "attune_sources")
 
 REPO = Path(__file__).resolve().parent.parent

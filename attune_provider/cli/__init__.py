@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print one JSON object on standard output")
     run.set_defaults(handler=run_command)
+
+    from attune_provider.cli.registry import add_registry_parser
+
+    add_registry_parser(commands)
     return parser
 
 

@@ -17,6 +17,7 @@ from attune_provider import settings
 from attune_provider.dag_factory.loader import load_catalog, pack_directories
 from attune_provider.dag_factory.validation.checks import validate_catalog
 from attune_provider.language.source import Location, Problem
+from attune_provider.sources.reconcile import resolve_configured
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -102,14 +103,16 @@ def validate_main(args: argparse.Namespace) -> int:
     targets = [Path(value) for value in args.paths]
     try:
         packs = _packs_paths(args.packs or [], targets)
-        catalog = load_catalog(packs, max_file_bytes=settings.max_file_bytes())
+        sources = resolve_configured(settings.max_file_bytes(), may_fetch=True)
+        catalog = load_catalog(packs, max_file_bytes=settings.max_file_bytes(), sources=sources.sources)
         report = validate_catalog(catalog, max_depth=settings.max_depth())
     except ValueError as exc:
         print(f"attune-airflow: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    pack_dirs = [directory for directory, _ in pack_directories(packs)]
+    source_paths = [path for source in sources.sources for path in source.paths]
+    pack_dirs = [directory for directory, _ in pack_directories([*packs, *source_paths])]
     shown = sorted(
-        [*_select(report.problems, targets), *_target_problems(targets, pack_dirs)],
+        [*sources.problems, *_select(report.problems, targets), *_target_problems(targets, pack_dirs)],
         key=lambda p: (p.location, p.severity.value, p.message),
     )
     try:

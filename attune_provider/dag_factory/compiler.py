@@ -193,7 +193,7 @@ class _Builder:
 def build_dag(plan: WorkflowPlan) -> DAG:
     """Compile one resolved workflow into a DAG."""
     workflow = plan.workflow
-    tags = {*workflow.tags, f"pack:{plan.pack}", "attune"}
+    tags = {*workflow.tags, f"pack:{plan.pack}", f"source:{plan.source}", "attune"}
     dag = DAG(
         dag_id=workflow.ref,
         dag_display_name=workflow.label or workflow.ref,
@@ -203,6 +203,7 @@ def build_dag(plan: WorkflowPlan) -> DAG:
         params={name: _param(name, prop) for name, prop in workflow.parameters.items()},
         schedule=None,
         catchup=False,
+        is_paused_upon_creation=True if plan.paused else None,  # an existing DAG: pause_sync.py
         auto_register=False,
     )
     _Builder(dag).workflow(plan, None)

@@ -34,12 +34,16 @@ from typing import Any, NamedTuple
 from airflow.sdk import DAG
 
 from attune_provider import settings
+from attune_provider.dag_factory.closure import load_workflow_closure
 from attune_provider.dag_factory.file_cache import FileCache
-from attune_provider.dag_factory.loader import load_catalog, load_workflow_closure
+from attune_provider.dag_factory.loader import all_sources, load_catalog
+from attune_provider.dag_factory.pause_sync import sync_paused
 from attune_provider.dag_factory.validation.cached import Findings, validate_cached, validation_key
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.catalog import Catalog
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Location, Problem
+from attune_provider.sources import metrics
+from attune_provider.sources.reconcile import Resolved, resolve_configured
 
 log = logging.getLogger(__name__)
 BROKEN_DAG_ID = "attune_broken_workflows"
@@ -73,16 +77,26 @@ class Loaded(NamedTuple):
     problems: str | None
 
 
-def _message(problems: Sequence[Problem], broken: Sequence[str], catalog: Catalog) -> str:
+NO_SOURCES = Resolved([], [], {})
+
+
+def _message(
+    problems: Sequence[Problem], broken: Sequence[str], catalog: Catalog, notices: Sequence[Problem]
+) -> str:
     """The import error: the workflows left out, the files whose errors kept them (or
-    whatever they define) out, then one line per problem."""
+    whatever they define) out, then one line per problem; the workflow sources' problems
+    (a failed fetch, a pack two sources serve) come first."""
+    lines = [p.format() for p in notices]
+    if not problems and not broken:
+        header = "Attune: its workflow sources need attention (every valid workflow is loaded)"
+        return "\n".join([header, *lines])
     left_out = ", ".join(sorted(broken)) or "none"
     loaded = {e.display for e in catalog.workflows.values()} | {e.display for e in catalog.actions.values()}
     unread = sorted({p.location.file for p in problems if p.is_error and p.location.file not in loaded})
     header = f"Attune found errors in its packs; workflows left out: {left_out}"
     if unread:
         header += f"; files that could not be used (what they define is left out): {', '.join(unread)}"
-    return "\n".join([header, *(p.format() for p in problems)])
+    return "\n".join([header, *lines, *(p.format() for p in problems)])
 
 
 def _parsing_dag_id() -> str | None:
@@ -124,20 +138,33 @@ def _batch(cache: FileCache | None, scope: str) -> contextlib.AbstractContextMan
     return contextlib.nullcontext() if cache is None else cache.batch(scope)
 
 
-def _scope(kind: str, packs_paths: Sequence[Path]) -> str:
-    return f"{kind}|{os.pathsep.join(os.path.abspath(p) for p in packs_paths)}"
+def _scope(kind: str, packs_paths: Sequence[Path], sources: Resolved) -> str:
+    """The cache scope of a parse: what it reads, every source's paths in order."""
+    roots = [
+        f"{source.name}={os.pathsep.join(os.path.abspath(p) for p in source.paths)}"
+        for source in all_sources(packs_paths, sources.sources)
+    ]
+    return f"{kind}|{'|'.join(roots)}"
 
 
 def _task_time_dags(
-    packs_paths: Sequence[Path], ref: str, max_depth: int, max_file_bytes: int, cache: FileCache | None
+    packs_paths: Sequence[Path],
+    ref: str,
+    max_depth: int,
+    max_file_bytes: int,
+    cache: FileCache | None,
+    sources: Resolved,
 ) -> dict[str, DAG]:
     """The one DAG a worker needs to run a task of workflow `ref`, from `ref`'s files only."""
-    with _batch(cache, _scope(f"workflow:{ref}", packs_paths)):
-        catalog = load_workflow_closure(packs_paths, ref, max_file_bytes, cache=cache)
+    scope = _scope(f"workflow:{ref}", packs_paths, sources)
+    with _batch(cache, scope):
+        catalog = load_workflow_closure(
+            packs_paths, ref, max_file_bytes, cache=cache, sources=sources.sources
+        )
     if catalog is None:
-        log.warning("Attune workflow %s not found on the packs path", ref)
+        log.warning("Attune workflow %s not found on the packs path or in any workflow source", ref)
         return {}
-    report = validate_cached(catalog, max_depth, cache, _scope(f"workflow:{ref}", packs_paths))
+    report = validate_cached(catalog, max_depth, cache, scope)
     if ref in report.invalid_workflows:
         for problem in report.invalid_workflows[ref]:
             log.error("%s", problem.format())
@@ -168,12 +195,14 @@ def load_packs(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     cache: FileCache | None = CONFIGURED,
     want_dags: bool = True,
+    sources: Resolved = NO_SOURCES,
 ) -> Loaded:
     """The DAGs of the valid workflows and the problems of the others.
 
     When Airflow parses the DAG file to run a task, only that task's DAG is built. With
     `want_dags=False` (the errors file) no DAG is kept, and workflows are compiled only
-    when no compile of the same inputs is recorded in the cache.
+    when no compile of the same inputs is recorded in the cache. `sources` are the
+    workflow sources besides the packs path, resolved (sources/reconcile.py).
     """
     if cache is CONFIGURED:
         cache = FileCache.open()
@@ -182,19 +211,25 @@ def load_packs(
     try:
         only = _parsing_dag_id() if want_dags else None
         if only:
-            return Loaded(_task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache), None)
-        return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags)
+            return Loaded(_task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache, sources), None)
+        return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags, sources)
     finally:
         if collecting:
             gc.enable()
 
 
 def _load_all(
-    packs_paths: Sequence[Path], max_depth: int, max_file_bytes: int, cache: FileCache | None, want_dags: bool
+    packs_paths: Sequence[Path],
+    max_depth: int,
+    max_file_bytes: int,
+    cache: FileCache | None,
+    want_dags: bool,
+    sources: Resolved,
 ) -> Loaded:
-    scope = _scope("all", packs_paths)
+    scope = _scope("all", packs_paths, sources)
     with _batch(cache, scope):
-        catalog = load_catalog(packs_paths, max_file_bytes, cache=cache)
+        catalog = load_catalog(packs_paths, max_file_bytes, cache=cache, sources=sources.sources)
+    _report_sources(catalog, sources)
     key = validation_key(catalog, max_depth, cache)  # one fingerprint for both cache entries
     report: Findings = validate_cached(catalog, max_depth, cache, scope, key)
     valid = [ref for ref in sorted(catalog.workflows) if ref not in report.invalid_workflows]
@@ -206,12 +241,25 @@ def _load_all(
         check.record(failed)
     errors = [p for p in report.problems if p.is_error]
     broken = sorted({*report.invalid_workflows, *failed})
-    if not errors and not broken:
+    notices = [*sources.problems, *catalog.source_problems]
+    if not errors and not broken and not notices:
         return Loaded(dags if want_dags else {}, None)
     # a workflow that failed to compile, or one invalid through another file, has no error of its own above
     invalid = {**report.invalid_workflows, **failed}
     extra = [p for ref in broken for p in invalid[ref] if p not in errors]
-    return Loaded(dags if want_dags else {}, _message([*errors, *extra], broken, catalog))
+    return Loaded(dags if want_dags else {}, _message([*errors, *extra], broken, catalog, notices))
+
+
+def _report_sources(catalog: Catalog, sources: Resolved) -> None:
+    """Each source's gauges: how many workflows it serves now, how old its packs are."""
+    if not sources.sources:
+        return
+    served = {source.name: 0 for source in sources.sources}
+    for entry in catalog.workflows.values():
+        if entry.pack.source in served:
+            served[entry.pack.source] += 1
+    for name, count in served.items():
+        metrics.served(name, count, sources.ages.get(name))
 
 
 def _settings() -> tuple[list[Path], int, int]:
@@ -227,7 +275,14 @@ def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool) -> Lo
     if packs_paths is not None:
         paths = list(packs_paths)
     try:
-        return load_packs(paths, max_depth, max_file_bytes=max_file_bytes, want_dags=want_dags)
+        task_time = want_dags and _parsing_dag_id() is not None
+        sources = resolve_configured(max_file_bytes, may_fetch=not task_time)
+        loaded = load_packs(
+            paths, max_depth, max_file_bytes=max_file_bytes, want_dags=want_dags, sources=sources
+        )
+        if want_dags and not task_time:
+            sync_paused(loaded.dags.values())
+        return loaded
     except Exception:  # noqa: BLE001 - report, never take the DAG file down
         return Loaded({}, "Attune could not load its packs:\n" + traceback.format_exc())
 

@@ -13,16 +13,36 @@ from typing import Any, NamedTuple
 from attune_provider.language.models import Action, Pack, Workflow, release_sources
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Location, Problem, Severity
 
+LOCAL_SOURCE = "local"  # the source name of the packs path
+
+
+class SourcePacks(NamedTuple):
+    """Where one workflow source's packs are: packs directories or pack directories, in
+    the order their claims count, and the refs of the packs the source has paused."""
+
+    name: str
+    paths: tuple[Path, ...]
+    paused: frozenset[str] = frozenset()
+
 
 class PackEntry:
     """One pack directory: its metadata, config schema and the files found in it."""
 
-    __slots__ = ("directory", "display", "meta", "config_schema", "config_location")
+    __slots__ = ("directory", "display", "meta", "config_schema", "config_location", "source", "paused")
 
-    def __init__(self, directory: Path, display: str, meta: Pack | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        display: str,
+        meta: Pack | None = None,
+        source: str = LOCAL_SOURCE,
+        paused: bool = False,
+    ) -> None:
         self.directory = directory
         self.display = display
         self.meta = meta
+        self.source = source  # the workflow source it came from (LANGUAGE.md section 9)
+        self.paused = paused  # its source marks it paused: its workflows' DAGs are paused
         self.config_schema: dict[str, Any] | None = None
         self.config_location: Location | None = None
 
@@ -50,20 +70,22 @@ class WorkflowEntry(NamedTuple):
     display: str
 
 
-
 class Catalog:
     """Everything found on the packs path, with the problems of each file."""
 
-    __slots__ = ("packs", "actions", "workflows", "problems", "max_file_bytes", "cache", "sources")
+    __slots__ = (
+        "packs", "actions", "workflows", "problems", "source_problems", "max_file_bytes", "cache", "digests"
+    )
 
     def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, cache: Any = None) -> None:
         self.packs: dict[str, PackEntry] = {}
         self.actions: dict[str, ActionEntry] = {}
         self.workflows: dict[str, WorkflowEntry] = {}
         self.problems: list[Problem] = []
+        self.source_problems: list[Problem] = []  # about workflow sources: shown with import errors
         self.max_file_bytes = max_file_bytes
         self.cache = cache  # the loader's FileCache (dag_factory/file_cache.py), None when off
-        self.sources: dict[str, str] = {}  # display -> SHA-256 (when cached)
+        self.digests: dict[str, str] = {}  # display -> SHA-256 (when cached)
 
     def add_problem(self, location: Location, message: str, severity: Severity = Severity.ERROR) -> None:
         self.problems.append(Problem(location, message, severity))

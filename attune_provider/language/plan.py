@@ -72,6 +72,8 @@ class WorkflowPlan:
         self.file = entry.display
         self.pack = entry.pack.ref
         self.pack_dir = entry.pack.directory
+        self.source = entry.pack.source  # the workflow source it came from (`local`: the packs path)
+        self.paused = entry.pack.paused  # its source has paused it
         self.config_schema = entry.pack.config_schema
         self.actions: dict[str, ActionPlan] = {}
         self.prefix = prefix

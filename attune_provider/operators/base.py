@@ -61,6 +61,13 @@ class AttuneOperator(BaseOperator):
     def set_up(self) -> None:
         """What a subclass sets up once `plan` and `task_name` are known."""
 
+    def pre_execute(self, context: Any) -> None:
+        """The first line Attune writes in every task log: which workflow, from which source."""
+        self.log.info(
+            "Attune workflow %s (source %s, pack %s), task %s",
+            self.plan.ref, self.plan.source, self.plan.pack, self.task_name,
+        )
+
     @property
     def spec(self) -> Task:
         return self.plan.tasks[self.task_name]

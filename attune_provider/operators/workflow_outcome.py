@@ -121,7 +121,10 @@ class WorkflowOutcomeOperator(AttuneOperator):
         """Push the workflow's outcome (one `workflow` XCom), report to the calling task,
         and end as the workflow did: failed, or returning the output (its return_value)."""
         status = Status.FAILED if reasons else Status.SUCCEEDED
-        report = {"status": status, "tasks": tasks, "errors": errors, "vars": vars_, "reasons": reasons}
+        report = {
+            "status": status, "tasks": tasks, "errors": errors, "vars": vars_, "reasons": reasons,
+            "source": self.workflow.source,
+        }
         context["ti"].xcom_push(key=WORKFLOW_KEY, value=redact_secrets(report))
         if self.workflow.parent is not None:
             self._report_to_parent(context, reasons, output)

@@ -37,9 +37,9 @@ def _entry_points(catalog: Catalog) -> Iterator[tuple[str, str, bool]]:
 
 def validation_inputs(catalog: Catalog, max_depth: int) -> Iterator[object]:
     """Everything `validate_catalog` reads: the same inputs give the same report. The
-    catalog must come from a cached load (`catalog.sources` holds every file's hash)."""
+    catalog must come from a cached load (`catalog.digests` holds every file's hash)."""
     yield max_depth, catalog.max_file_bytes
-    yield sorted(catalog.sources.items())
+    yield sorted(catalog.digests.items())
     yield sorted((ref, os.path.realpath(pack.directory), pack.display) for ref, pack in catalog.packs.items())
     yield [problem.format() for problem in catalog.problems]
     yield list(_entry_points(catalog))

@@ -115,7 +115,7 @@ def test_the_dag_carries_the_workflows_identity(every_shape: tuple[WorkflowPlan,
         "",
         "Attune workflow `p.wf` v1.2 from `packs/p/workflows/wf.yaml`.",
     ]
-    assert set(dag.tags) == {"demo", "ops", "pack:p", "attune"}
+    assert set(dag.tags) == {"demo", "ops", "pack:p", "source:local", "attune"}
     assert dag.schedule is None and dag.catchup is False
     dag.validate()
 
@@ -128,7 +128,7 @@ def test_a_workflow_without_label_is_shown_by_its_ref(packs: PackWriter) -> None
         "",
         "Attune workflow `p.wf` from `packs/p/workflows/wf.yaml`.",
     ]
-    assert set(dag.tags) == {"pack:p", "attune"}
+    assert set(dag.tags) == {"pack:p", "source:local", "attune"}
 
 
 PARAMETERS = """

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from attune_provider.dag_factory import file_cache as cache_module
+from attune_provider.dag_factory.closure import load_workflow_closure
 from attune_provider.dag_factory.file_cache import FileCache, configured_dir
-from attune_provider.dag_factory.loader import load_catalog, load_workflow_closure
+from attune_provider.dag_factory.loader import load_catalog
 from attune_provider.dag_factory.validation.cached import validate_cached
 from attune_provider.dag_factory.validation.checks import Report, validate_catalog
 from attune_provider.language.catalog import Catalog

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attune_provider.dag_factory.loader import load_workflow_closure
+from attune_provider.dag_factory.closure import load_workflow_closure
 from tests.unit.conftest import PackWriter
 
 ROUTE = "ref: bb.route\ntasks:\n  - name: measure\n    action: core.noop\n"
