@@ -203,7 +203,7 @@ def build_dag(plan: WorkflowPlan) -> DAG:
         params={name: _param(name, prop) for name, prop in workflow.parameters.items()},
         schedule=None,
         catchup=False,
-        is_paused_upon_creation=True if plan.paused else None,  # an existing DAG: pause_sync.py
+        is_paused_upon_creation=True if plan.paused else None,  # an existing DAG: sources/pause_sync.py
         auto_register=False,
     )
     _Builder(dag).workflow(plan, None)

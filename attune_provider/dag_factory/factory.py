@@ -37,12 +37,12 @@ from attune_provider import settings
 from attune_provider.dag_factory.closure import load_workflow_closure
 from attune_provider.dag_factory.file_cache import FileCache
 from attune_provider.dag_factory.loader import all_sources, load_catalog
-from attune_provider.dag_factory.pause_sync import sync_paused
 from attune_provider.dag_factory.validation.cached import Findings, validate_cached, validation_key
 from attune_provider.exceptions import AttuneError
-from attune_provider.language.catalog import Catalog
+from attune_provider.language.catalog import LOCAL_SOURCE, Catalog
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Location, Problem
 from attune_provider.sources import metrics
+from attune_provider.sources.pause_sync import sync_paused
 from attune_provider.sources.reconcile import Resolved, resolve_configured
 
 log = logging.getLogger(__name__)
@@ -242,12 +242,23 @@ def _load_all(
     errors = [p for p in report.problems if p.is_error]
     broken = sorted({*report.invalid_workflows, *failed})
     notices = [*sources.problems, *catalog.source_problems]
+    if not want_dags and sources.store is not None:  # the errors file: once per parse, its warnings shown
+        notices += sync_paused(_pause_states(catalog, broken), sources.store)
     if not errors and not broken and not notices:
         return Loaded(dags if want_dags else {}, None)
     # a workflow that failed to compile, or one invalid through another file, has no error of its own above
     invalid = {**report.invalid_workflows, **failed}
     extra = [p for ref in broken for p in invalid[ref] if p not in errors]
     return Loaded(dags if want_dags else {}, _message([*errors, *extra], broken, catalog, notices))
+
+
+def _pause_states(catalog: Catalog, broken: Sequence[str]) -> dict[str, bool]:
+    """dag_id -> paused, for the loaded workflows that came from a source (not the packs path)."""
+    return {
+        ref: entry.pack.paused
+        for ref, entry in catalog.workflows.items()
+        if entry.pack.source != LOCAL_SOURCE and ref not in broken
+    }
 
 
 def _report_sources(catalog: Catalog, sources: Resolved) -> None:
@@ -277,12 +288,9 @@ def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool) -> Lo
     try:
         task_time = want_dags and _parsing_dag_id() is not None
         sources = resolve_configured(max_file_bytes, may_fetch=not task_time)
-        loaded = load_packs(
+        return load_packs(
             paths, max_depth, max_file_bytes=max_file_bytes, want_dags=want_dags, sources=sources
         )
-        if want_dags and not task_time:
-            sync_paused(loaded.dags.values())
-        return loaded
     except Exception:  # noqa: BLE001 - report, never take the DAG file down
         return Loaded({}, "Attune could not load its packs:\n" + traceback.format_exc())
 

@@ -38,6 +38,7 @@ class Resolved(NamedTuple):
     sources: list[SourcePacks]
     problems: list[Problem]
     ages: dict[str, float | None]  # seconds since each source's last good fetch (0 for a dir)
+    store: Store | None = None  # where the http sources' packs and the applied pause states are
 
 
 def fetch_budget() -> float:
@@ -71,7 +72,7 @@ def resolve(
     token_for: Callable[[str], str | None] = bearer_token,
 ) -> Resolved:
     deadline = time.monotonic() + fetch_budget()
-    resolved = Resolved([], [], {})
+    resolved = Resolved([], [], {}, store)
     for spec in specs:
         if spec.kind == "dir":
             _resolve_dir(spec, resolved)
