@@ -158,7 +158,8 @@ def test_the_metrics_of_each_source_reach_statsd(live: Sources) -> None:
         "airflow.attune.source.age_seconds.central",
     }
     live.until("source metrics received", lambda: wanted <= live.statsd.names())
-    gauges = [line for line in live.statsd.lines if line.startswith("airflow.attune.source.workflows.central:")]
+    prefix = "airflow.attune.source.workflows.central:"
+    gauges = [line for line in live.statsd.lines if line.startswith(prefix)]
     assert gauges[-1] == "airflow.attune.source.workflows.central:2|g"
 
 
