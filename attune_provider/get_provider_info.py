@@ -45,6 +45,30 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "5",
                         "default": "5",
                     },
+                    "sources": {
+                        "description": "Workflow sources besides the packs path: a JSON list of at most "
+                        "five {name, kind: dir|http, path | url, conn_id, refresh_seconds} (docs/sources.md).",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": '[{"name": "central", "kind": "http", "url": "https://registry.example/attune"}]',
+                        "default": None,
+                    },
+                    "sources_dir": {
+                        "description": "Where the http sources' last known good packs are kept "
+                        "(else $AIRFLOW_HOME/attune_sources).",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "/opt/airflow/attune_sources",
+                        "default": None,
+                    },
+                    "api_conn_id": {
+                        "description": "The connection to Airflow's REST API through which a source's "
+                        "change of status pauses or unpauses existing DAGs.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "attune_airflow_api",
+                        "default": "attune_airflow_api",
+                    },
                 },
             }
         },

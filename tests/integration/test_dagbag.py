@@ -104,7 +104,9 @@ def test_provider_is_registered() -> None:
 
     providers = ProvidersManager().providers
     assert "airflow-provider-attune" in providers
-    assert providers["airflow-provider-attune"].version == "0.1.0"
+    from attune_provider import __version__
+
+    assert providers["airflow-provider-attune"].version == __version__ == "0.2.0"
 
 
 def test_a_workflow_that_fails_to_compile_is_an_import_error(
