@@ -23,6 +23,10 @@
 #   ATTUNE_CLUSTER_DAGS_FOLDER  a DAGs folder of your own (else the repo's two DAG files)
 #   ATTUNE_PACKS_PATH           ":"-separated pack folders                        (<repo>/packs)
 #
+#   ATTUNE_SOURCES, ATTUNE_SOURCES_DIR, ATTUNE_CACHE_DIR, AIRFLOW__ATTUNE__*, AIRFLOW__METRICS__*,
+#   AIRFLOW_CONN_*              passed to every process and kept in the env file
+# The REST API user `admin` has the password ATTUNE_CLUSTER_ADMIN_PASSWORD of $CH/secrets; the
+# connection attune_airflow_api uses it (a workflow source's pause states: docs/sources.md).
 # `source $ATTUNE_CLUSTER_HOME/env` gives a shell the cluster's settings (e.g. for `airflow dags list`).
 # Only the three lines api/user/password of `start` go to standard output; the rest to stderr.
 #
@@ -164,6 +168,9 @@ PY
       mv "$SECRETS.tmp" "$SECRETS"
     )
   fi
+  if ! grep -q '^ATTUNE_CLUSTER_ADMIN_PASSWORD=' "$SECRETS"; then # the REST API user `admin` (below)
+    (umask 077 && echo "ATTUNE_CLUSTER_ADMIN_PASSWORD=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(12))')" >>"$SECRETS")
+  fi
 }
 
 absolute_packs_path() {
@@ -238,7 +245,22 @@ write_env() {
     AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="${ATTUNE_CLUSTER_PARSE_INTERVAL:-30}"
     AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$log_port"
     AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((log_port + 1))" # worker K: log_port + K
+    # the REST API as user admin: how a workflow source's pause states reach existing DAGs (docs/sources.md)
+    AIRFLOW_CONN_ATTUNE_AIRFLOW_API="{\"conn_type\": \"http\", \"host\": \"http://127.0.0.1\", \"port\": $port, \"login\": \"admin\", \"password\": \"$ATTUNE_CLUSTER_ADMIN_PASSWORD\"}"
   )
+  # Attune's and Airflow's own settings given to `start` are kept for every process (workflow sources, metrics...)
+  local name
+  for name in $(compgen -e); do
+    case "$name" in
+      ATTUNE_SOURCES | ATTUNE_SOURCES_DIR | ATTUNE_CACHE_DIR | AIRFLOW__ATTUNE__* | AIRFLOW__METRICS__* | AIRFLOW_CONN_*)
+        [ "$name" = AIRFLOW_CONN_ATTUNE_AIRFLOW_API ] || settings+=("$name=${!name}")
+        ;;
+    esac
+  done
+  local passwords="$CH/simple_auth_manager_passwords.json.generated"
+  if [ ! -s "$passwords" ]; then
+    (umask 077 && printf '{"admin": "%s"}\n' "$ATTUNE_CLUSTER_ADMIN_PASSWORD" >"$passwords")
+  fi
   (
     umask 077
     {
