@@ -50,7 +50,7 @@ def get_provider_info() -> dict[str, Any]:
                         "five {name, kind: dir|http, path | url, conn_id, refresh_seconds} (docs/sources.md).",
                         "version_added": "0.2.0",
                         "type": "string",
-                        "example": '[{"name": "central", "kind": "http", "url": "https://registry.example/attune"}]',
+                        "example": '[{"name": "central", "kind": "http", "url": "https://reg.example/attune"}]',
                         "default": None,
                     },
                     "sources_dir": {

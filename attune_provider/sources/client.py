@@ -22,6 +22,7 @@ from attune_provider.exceptions import AttuneError
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 5.0  # seconds per request (connect and each read), at most
+MAX_ATTEMPTS = 4  # per request: a registry still failing after ~4 s of backoff is down for this parse
 _CHUNK = 64 * 1024
 
 
@@ -92,7 +93,8 @@ class RegistryClient:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda e: isinstance(e, FetchError) and e.retryable),
             wait=_Wait(),
-            stop=tenacity.stop_before_delay(max(0.0, self.deadline - time.monotonic())),
+            stop=tenacity.stop_after_attempt(MAX_ATTEMPTS)
+            | tenacity.stop_before_delay(max(0.0, self.deadline - time.monotonic())),
             reraise=True,
             before_sleep=lambda state: log.info(
                 "Attune source: retrying %s after %s", url, state.outcome.exception() if state.outcome else ""
