@@ -47,7 +47,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "sources": {
                         "description": "Workflow sources besides the packs path: a JSON list of at most "
-                        "five {name, kind: dir|http, path | url, conn_id, refresh_seconds} (docs/sources.md).",
+                        "five {name, kind: dir|http, path|url, conn_id, refresh_seconds} (docs/sources.md).",
                         "version_added": "0.2.0",
                         "type": "string",
                         "example": '[{"name": "central", "kind": "http", "url": "https://reg.example/attune"}]',
