@@ -335,13 +335,20 @@ class Cluster:
         return "\n".join(lines)
 
     def unpause(self, dags: list[dict[str, Any]]) -> None:
-        paused = [d["dag_id"] for d in dags if d.get("is_paused")]
+        """Unpause the packs path's DAGs (and any other DAG a test paused), never those of a
+        workflow source: their pause state is the source's status (docs/sources.md)."""
+        paused = [d["dag_id"] for d in dags if d.get("is_paused") and not _from_a_source(d)]
         for dag_id in paused:
             self.api.call(
                 "PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}", {"is_paused": False}
             )
         if paused:
             say(f"cluster: unpaused {len(paused)} DAG(s)")
+
+
+def _from_a_source(dag: dict[str, Any]) -> bool:
+    tags = {tag.get("name") for tag in dag.get("tags") or []}
+    return any(str(tag).startswith("source:") and tag != "source:local" for tag in tags)
 
 
 def main(argv: list[str]) -> int:

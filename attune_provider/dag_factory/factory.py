@@ -88,7 +88,10 @@ def _message(
     (a failed fetch, a pack two sources serve) come first."""
     lines = [p.format() for p in notices]
     if not problems and not broken:
-        header = "Attune: its workflow sources need attention (every valid workflow is loaded)"
+        if any(p.is_error for p in notices):
+            header = "Attune: its workflow sources are not loaded (the packs path is)"
+        else:
+            header = "Attune: its workflow sources need attention (every valid workflow is loaded)"
         return "\n".join([header, *lines])
     left_out = ", ".join(sorted(broken)) or "none"
     loaded = {e.display for e in catalog.workflows.values()} | {e.display for e in catalog.actions.values()}

@@ -65,7 +65,7 @@ class AttuneOperator(BaseOperator):
         """The first line Attune writes in every task log: which workflow, from which source."""
         self.log.info(
             "Attune workflow %s (source %s, pack %s), task %s",
-            self.plan.ref, self.plan.source, self.plan.pack, self.task_name,
+            self.plan.ref, self.plan.source, self.plan.pack, self.task_id,
         )
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
 from typing import Any
 
@@ -134,6 +135,20 @@ def _read_bounded(url: str, response: requests.Response, limit: int) -> bytes:
 
 
 def _reason(exc: Any) -> str:
-    """The last line of a requests error: the cause, without the adapter's noise."""
-    text = str(exc).strip().splitlines()
-    return text[-1][:200] if text else type(exc).__name__
+    """The root cause of a requests error (`[Errno 111] Connection refused`, a DNS failure),
+    without the adapter's wrapping; at most 200 characters, never cut inside a word."""
+    cause = exc
+    for _ in range(10):  # requests -> urllib3 MaxRetryError -> NewConnectionError -> OSError
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException) and cause.args and isinstance(cause.args[0], BaseException):
+            inner = cause.args[0]
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    text = " ".join(str(cause).split())
+    errno = re.search(r"\[Errno -?\d+\] [^'\")(]+", text)
+    if errno:
+        return errno.group(0).strip()
+    if len(text) > 200:
+        text = text[:200].rsplit(" ", 1)[0] + " ..."
+    return text or type(exc).__name__

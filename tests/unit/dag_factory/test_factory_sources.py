@@ -58,7 +58,11 @@ def test_a_configuration_error_is_one_import_error_and_the_packs_path_loads(
     _sources(monkeypatch, [{"name": f"s{i}", "kind": "dir", "path": "/nowhere"} for i in range(6)])
     assert set(dags_for_airflow()) == {"team.hello"}
     message = _message(errors_for_airflow())
-    assert "ATTUNE_SOURCES:1:1: error: sources not loaded: ATTUNE_SOURCES lists 6 sources" in message
+    assert message.splitlines()[:2] == [
+        "Attune: its workflow sources are not loaded (the packs path is)",
+        "ATTUNE_SOURCES:1:1: error: sources not loaded: "
+        "ATTUNE_SOURCES lists 6 sources: at most 5 are allowed",
+    ]
 
 
 def test_dags_of_every_source_load_tagged_and_a_paused_pack_is_created_paused(

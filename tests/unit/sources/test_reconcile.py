@@ -138,7 +138,7 @@ def test_401_fails_at_once_and_the_token_is_sent_never_shown(
         ("truncated", "truncated or not a .tar.gz"),
         ("escape", ".."),
         ("huge_index", "bytes allowed"),
-        ("down", "cannot connect"),
+        ("down", "cannot connect ([Errno 111] Connection refused)"),
         ("bad_index", "index.json is not JSON"),
     ],
 )
