@@ -7,11 +7,12 @@ from a directory".
 
 The N workflows of the benchmark workload (benchmarks/generate.py: 10 tasks each, 100 to a
 pack) are published with `attune-airflow registry build` and served on 127.0.0.1
-(tests/registry_server.py). Each sample is a fresh interpreter, as the DAG processor parses
-in a fresh process: Airflow is imported first (its DagBag and `airflow.sdk.DAG`, loaded in
-the DAG processor before it parses a file), then the clock starts, `attune_provider` is imported and `dags_for_airflow()` (the DAG file's call)
-returns the DAGs; peak RSS is `getrusage`'s. Variants, sharing one AIRFLOW_HOME and one
-parse cache, each warmed by one untimed run:
+(tests/registry_server.py). Each sample is a fresh interpreter, as each parse of the DAG
+processor is a new process: Airflow is imported first (its DagBag and `airflow.sdk.DAG`,
+loaded before the DAG processor parses a file), then the clock starts, `attune_provider` is
+imported and `dags_for_airflow()` (the DAG file's call) returns the DAGs; peak RSS is
+`getrusage`'s. The variants share one AIRFLOW_HOME and one parse cache, and each is warmed
+by one untimed run:
 
 - dir: `ATTUNE_PACKS_PATH=<packs>`, no sources;
 - http: an empty packs path, `ATTUNE_SOURCES` = one http source (`refresh_seconds` 3600)
@@ -22,6 +23,7 @@ parse cache, each warmed by one untimed run:
 R rounds, the variants taking turns (the order rotates); medians are shown, and the ratio
 to dir is the median of the same-round ratios (as benchmarks/run.py takes them). Exit
 status: 0 when the target holds, 1 when it does not, 2 when the benchmark could not run.
+`--profile` adds one cProfiled load of each variant: what the http ones call that dir does not.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ import pstats
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from attune_provider.cli import main as attune_airflow
 from attune_provider.sources.store import SourceState, Store
 from benchmarks import generate
 from benchmarks.run import PROJECT_PYTHON, REPO, BenchmarkError, _base_env, machine
@@ -82,8 +86,6 @@ def publish(work: Path, n: int) -> tuple[Path, Path]:
     """The generated packs directory and the registry directory built from it."""
     packs = generate.generate(work, n, ("attune",))["attune"] / "packs"
     out = work / "registry"
-    from attune_provider.cli import main as attune_airflow
-
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         code = attune_airflow(["registry", "build", str(packs), str(out)])
@@ -142,27 +144,60 @@ def _check(variant: str, data: dict[str, Any], n: int) -> None:
         raise BenchmarkError(f"{variant} gave {data['dags']} DAGs {data['tags']}, not {n}:\n{data['log']}")
 
 
-def measure(work: Path, envs: dict[str, dict[str, str]], registry: Registry, n: int, runs: int) -> dict[str, Any]:
-    """R rounds of every variant (after one untimed warm-up each); the samples."""
-    samples: dict[str, list[dict[str, Any]]] = {variant: [] for variant in envs}
+def _sample(work: Path, variant: str, env: dict[str, str], registry: Registry, n: int) -> dict[str, Any]:
+    """One timed load, checked: N DAGs of the right source, the expected requests, no failed fetch."""
+    if variant == "refresh":
+        _wait_until_due(work)
+    before = len(registry.requests)
+    data = load(env, work)
+    _check(variant, data, n)
+    data["requests"] = [path for path, _ in registry.requests[before:]]
+    expected = ["/reg/index.json"] if variant == "refresh" else []
+    if data["requests"] != expected:
+        raise BenchmarkError(f"{variant} requested {data['requests']}, expected {expected}")
+    if variant != "dir" and _state(work, variant).error:
+        raise BenchmarkError(f"{variant}: the fetch failed: {_state(work, variant).error}")
+    del data["log"]
+    return data
+
+
+def _code_stamp() -> int:
+    """The newest modification time of the provider's code: a change during the run (another
+    checkout being edited) changes the parse cache's code version, and a warm load turns cold."""
+    return max(path.stat().st_mtime_ns for path in (REPO / "attune_provider").rglob("*.py"))
+
+
+def _warm(work: Path, envs: dict[str, dict[str, str]], n: int) -> int:
+    """Bytecode (as an installed provider has), then one untimed load of each variant; the
+    code stamp they were made with."""
+    stamp = _code_stamp()
+    subprocess.run([str(PROJECT_PYTHON), "-m", "compileall", "-q", str(REPO / "attune_provider")], check=True)
     for variant, env in envs.items():
         _check(variant, load(env, work), n)
-    order = list(envs)
-    for round_ in range(runs):
-        for variant in order[round_ % 3 :] + order[: round_ % 3]:
-            if variant == "refresh":
-                _wait_until_due(work)
-            before = len(registry.requests)
-            data = load(envs[variant], work)
-            _check(variant, data, n)
-            paths = [path for path, _ in registry.requests[before:]]
-            data["requests"] = paths
-            expected = ["/reg/index.json"] if variant == "refresh" else []
-            if paths != expected:
-                raise BenchmarkError(f"{variant} requested {paths}, expected {expected}")
-            if variant != "dir" and _state(work, variant).error:
-                raise BenchmarkError(f"{variant}: the fetch failed: {_state(work, variant).error}")
-            del data["log"]
+    return stamp
+
+
+def measure(
+    work: Path, envs: dict[str, dict[str, str]], registry: Registry, n: int, runs: int
+) -> dict[str, list[dict[str, Any]]]:
+    """R rounds of every variant, the order rotating; the samples. A round during which the
+    provider's code changed (a checkout being edited) is taken again after warming again."""
+    samples: dict[str, list[dict[str, Any]]] = {variant: [] for variant in envs}
+    stamp, order, repeated = _warm(work, envs, n), list(envs), 0
+    while len(samples["dir"]) < runs:
+        shift = (len(samples["dir"]) + repeated) % len(order)
+        taken = {
+            variant: _sample(work, variant, envs[variant], registry, n)
+            for variant in order[shift:] + order[:shift]
+        }
+        if _code_stamp() != stamp:
+            repeated += 1
+            if repeated > runs:
+                raise BenchmarkError("the provider's code keeps changing: no warm sample")
+            print("the provider's code changed during a round: warming again, round taken again", flush=True)
+            stamp = _warm(work, envs, n)
+            continue
+        for variant, data in taken.items():
             samples[variant].append(data)
     return samples
 
@@ -182,10 +217,10 @@ def summarize(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return summary
 
 
-def table(summary: dict[str, Any], n: int, runs: int) -> str:
+def table(summary: dict[str, Any], info: dict[str, Any], n: int, runs: int) -> str:
     lines = [
         f"workflow sources, N = {n}, warm parse cache, medians of {runs} runs (fresh interpreters)",
-        f"| variant | load | whole process | peak RSS | DAGs | /dir |",
+        "| variant | load | whole process | peak RSS | DAGs | /dir |",
         "|---|---|---|---|---|---|",
     ]
     for variant, row in summary.items():
@@ -196,19 +231,50 @@ def table(summary: dict[str, Any], n: int, runs: int) -> str:
     ratio = summary["http"]["ratio_to_dir"]
     lines.append(f"ratio http/dir: {ratio:.2f}x (due refresh/dir: {summary['refresh']['ratio_to_dir']:.2f}x)")
     lines.append(f"target {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'}")
+    start, end = (" ".join(f"{x:.1f}" for x in info[k]) for k in ("load_average_start", "load_average_end"))
+    lines.append(f"{info['cores']} cores, load average {start} -> {end}")
     return "\n".join(lines)
 
 
-def profile(work: Path, envs: dict[str, dict[str, str]], top: int = 25) -> None:
-    """One cProfiled load of each variant: the functions taking the most time, by own time."""
-    for variant, env in envs.items():
-        if variant == "refresh":
-            _wait_until_due(work)
-        stats_file = work / f"{variant}.prof"
-        load(env, work, stats_file)
-        print(f"\n--- cProfile, {VARIANTS[variant]} (own time) ---")
-        stats = pstats.Stats(str(stats_file), stream=sys.stdout)
-        stats.strip_dirs().sort_stats("tottime").print_stats(top)
+Profile = dict[tuple[str, int, str], tuple[int, float, float]]
+
+
+def _profiled(work: Path, variant: str, env: dict[str, str]) -> Profile:
+    """One cProfiled load: (file, line, function) -> (calls, own seconds, cumulative seconds)."""
+    if variant == "refresh":
+        _wait_until_due(work)
+    stats_file = work / f"{variant}.prof"
+    load(env, work, stats_file)
+    raw = pstats.Stats(str(stats_file)).stats  # type: ignore[attr-defined]
+    return {key: (calls, own, cumulative) for key, (_, calls, own, cumulative, _) in raw.items()}
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    file, line, function = key
+    for prefix in (f"{REPO}/", f"{Path(sysconfig.get_paths()['purelib'])}/"):
+        file = file.removeprefix(prefix)
+    return f"{file}:{line}({function})"
+
+
+def profile(work: Path, envs: dict[str, dict[str, str]], top: int = 15) -> None:
+    """One cProfiled load of each variant; what the http ones do that dir does not: the
+    functions only they call (by cumulative time), and those they call more often."""
+    profiles = {variant: _profiled(work, variant, env) for variant, env in envs.items()}
+    base = profiles.pop("dir")
+    for variant, prof in profiles.items():
+        total = sum(v[1] for v in prof.values()) - sum(v[1] for v in base.values())
+        print(f"\n--- {VARIANTS[variant]} against dir, profiled: {total * 1000:+.0f} ms own time in all ---")
+        only = sorted((key for key in prof if key not in base), key=lambda key: -prof[key][2])
+        ours = [key for key in only if key[0].startswith(str(REPO / "attune_provider"))]
+        for label, keys in (("the provider's", ours[:top]), ("any", only[:top])):
+            print(f"{label} functions called only here: calls, own ms, cumulative ms, where")
+            for key in keys:
+                calls, own, cumulative = prof[key]
+                print(f"  {calls:8d} {own * 1000:8.1f} {cumulative * 1000:8.1f}  {_where(key)}")
+        print("called more often here: extra calls, where")
+        extra = {key: calls - base[key][0] for key, (calls, _, _) in prof.items() if key in base}
+        for key in sorted(extra, key=lambda key: -extra[key])[:top]:
+            print(f"  {extra[key]:+8d}  {_where(key)}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -222,8 +288,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Bytecode for the provider, as an installed one has (see benchmarks/run.py).
-    subprocess.run([str(PROJECT_PYTHON), "-m", "compileall", "-q", str(REPO / "attune_provider")], check=True)
     info = machine()
     with tempfile.TemporaryDirectory(prefix="attune-bench-sources-") as temp:
         work = Path(temp)
@@ -233,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
             registry = Registry(out)
             envs = environments(work, packs, registry.url)
             samples = measure(work, envs, registry, args.workflows, args.runs)
+            summary = summarize(samples)
+            info["load_average_end"] = os.getloadavg()
+            print(table(summary, info, args.workflows, args.runs), flush=True)
             if args.profile:
                 profile(work, envs)
         except (BenchmarkError, subprocess.TimeoutExpired) as exc:
@@ -241,13 +308,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if registry is not None:
                 registry.stop()
-    summary = summarize(samples)
-    print(table(summary, args.workflows, args.runs))
     met = summary["http"]["ratio_to_dir"] <= TARGET
     if args.json:
-        info["load_average_end"] = os.getloadavg()
-        results = {"machine": info, "workflows": args.workflows, "runs": args.runs, "target": TARGET,
-                   "met": met, "summary": summary, "samples": samples}
+        results = {
+            "machine": info,
+            "workflows": args.workflows,
+            "runs": args.runs,
+            "target": TARGET,
+            "met": met,
+            "summary": summary,
+            "samples": samples,
+        }
         args.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     return 0 if met else 1
 
