@@ -28,7 +28,7 @@ from attune_provider.language.plan import WorkflowPlan, build_plan
 from attune_provider.language.source import Location, Problem
 from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
 from attune_provider.operators.state.outcome_xcom import WORKFLOW_KEY
-from attune_provider.sources.reconcile import resolve_configured
+from attune_provider.sources.reconcile import resolve_quietly
 
 PACKAGE_DAGS_FOLDER = Path(__file__).resolve().parent / "airflow_dags"
 
@@ -111,7 +111,7 @@ def resolve(
     ref: str, packs_paths: Sequence[Path], max_depth: int = settings.DEFAULT_MAX_DEPTH
 ) -> WorkflowPlan:
     """The validated plan of workflow `ref`, or ValidationError naming every problem."""
-    sources = resolve_configured(settings.max_file_bytes(), may_fetch=True)
+    sources = resolve_quietly(settings.max_file_bytes())
     catalog = load_catalog(packs_paths, sources=sources.sources)
     report = validate_catalog(catalog, max_depth=max_depth)
     entry = catalog.workflows.get(ref)

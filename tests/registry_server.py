@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import json
 import threading
+import time
 from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,9 +21,16 @@ from attune_provider.sources.archive import pack_archive
 
 
 class Scripted(NamedTuple):
-    status: int
-    body: bytes = b""
+    """One scripted answer: `body` None serves the file; `delay` seconds before answering;
+    `trickle` seconds between bytes; `length` a Content-Length other than the body's (a
+    connection that breaks mid-body)."""
+
+    status: int = 200
+    body: bytes | None = b""
     headers: dict[str, str] = {}
+    delay: float = 0.0
+    trickle: float = 0.0
+    length: int | None = None
 
 
 class Registry:
@@ -49,12 +57,26 @@ class Registry:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
                 registry.requests.append((self.path, self.headers.get("Authorization")))
-                status, body, headers = registry.answer(self.path, self.headers.get("Authorization"))
-                self.send_response(status)
-                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                answer = registry.answer(self.path, self.headers.get("Authorization"))
+                time.sleep(answer.delay)
+                body = answer.body or b""
+                self.send_response(answer.status)
+                length = answer.length if answer.length is not None else len(body)
+                for name, value in {"Content-Length": str(length), **answer.headers}.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    if answer.trickle:
+                        for index in range(len(body)):
+                            self.wfile.write(body[index : index + 1])
+                            self.wfile.flush()
+                            time.sleep(answer.trickle)
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                if answer.length is not None:
+                    self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -70,17 +92,17 @@ class Registry:
             self.server.server_close()
             self.server = None
 
-    def answer(self, path: str, authorization: str | None) -> tuple[int, bytes, dict[str, str]]:
+    def answer(self, path: str, authorization: str | None) -> Scripted:
         relative = path.removeprefix("/reg/")
-        if self.scripts[relative]:
-            scripted = self.scripts[relative].popleft()
-            return scripted.status, scripted.body, scripted.headers
+        scripted = self.scripts[relative].popleft() if self.scripts[relative] else Scripted(body=None)
+        if scripted.body is not None:
+            return scripted
         if self.token is not None and authorization != f"Bearer {self.token}":
-            return 401, b"unauthorized", {}
+            return Scripted(401, b"unauthorized")
         file = self.root / relative
         if ".." in relative or not file.is_file():
-            return 404, b"not found", {}
-        return 200, file.read_bytes(), {}
+            return Scripted(404, b"not found")
+        return scripted._replace(body=file.read_bytes())
 
     def script(self, relative: str, *responses: Scripted) -> None:
         self.scripts[relative].extend(responses)

@@ -109,14 +109,15 @@ def registry_main(args: argparse.Namespace) -> int:
     from attune_provider.cli.validate import validate_main
 
     source, out, paused = Path(args.dir), Path(args.out), set(args.paused or [])
+    packs, problems = _packs(source)
+    if problems:  # reported alone, with their own summary (validate's would count none of them)
+        for line in problems:
+            print(line)
+        print(f"{len(problems)} error{'s' * (len(problems) != 1)}, 0 warnings", file=sys.stderr)
+        return EXIT_ERRORS
     code = validate_main(argparse.Namespace(packs=[args.dir], paths=[]))
     if code != EXIT_OK:
         return code
-    packs, problems = _packs(source)
-    for line in problems:
-        print(line)
-    if problems:
-        return EXIT_ERRORS
     if not packs:
         _error(f"no pack in {source} (a pack is a directory holding pack.yaml)")
         return EXIT_ERRORS

@@ -17,7 +17,7 @@ from attune_provider import settings
 from attune_provider.dag_factory.loader import load_catalog, pack_directories
 from attune_provider.dag_factory.validation.checks import validate_catalog
 from attune_provider.language.source import Location, Problem
-from attune_provider.sources.reconcile import resolve_configured
+from attune_provider.sources.reconcile import resolve_quietly
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -103,7 +103,7 @@ def validate_main(args: argparse.Namespace) -> int:
     targets = [Path(value) for value in args.paths]
     try:
         packs = _packs_paths(args.packs or [], targets)
-        sources = resolve_configured(settings.max_file_bytes(), may_fetch=True)
+        sources = resolve_quietly(settings.max_file_bytes())
         catalog = load_catalog(packs, max_file_bytes=settings.max_file_bytes(), sources=sources.sources)
         report = validate_catalog(catalog, max_depth=settings.max_depth())
     except ValueError as exc:

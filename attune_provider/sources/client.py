@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 import tenacity
+import urllib3
 
 from attune_provider.exceptions import AttuneError
 
@@ -113,25 +114,40 @@ class RegistryClient:
             with self.session.get(url, stream=True, timeout=min(REQUEST_TIMEOUT, remaining)) as response:
                 if response.status_code != 200:
                     raise _status_error(url, response)
-                return _read_bounded(url, response, limit)
+                return _read_bounded(url, response, limit, self.deadline)
         except requests.Timeout:
             raise FetchError(f"{url}: timed out", retryable=True) from None
         except requests.ConnectionError as exc:
             raise FetchError(f"{url}: cannot connect ({_reason(exc)})", retryable=True) from None
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.DecodeError,
+        ) as exc:
+            raise FetchError(f"{url}: connection broken mid-body ({_reason(exc)})", retryable=True) from None
+        except urllib3.exceptions.ReadTimeoutError:
+            raise FetchError(f"{url}: timed out", retryable=True) from None
         except requests.RequestException as exc:
             raise FetchError(f"{url}: {_reason(exc)}") from None
 
 
-def _read_bounded(url: str, response: requests.Response, limit: int) -> bytes:
+def _read_bounded(url: str, response: requests.Response, limit: int, deadline: float) -> bytes:
+    """The body, at most `limit` bytes, all read by `deadline` (a registry trickling bytes
+    never gets past the parse's budget: the socket timeout bounds one read only)."""
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FetchError(f"{url}: {declared} bytes, more than the {limit} bytes allowed")
     body = bytearray()
-    for chunk in response.iter_content(_CHUNK):
+    while True:
+        chunk = response.raw.read1(_CHUNK, decode_content=True)  # what has arrived, at most _CHUNK
+        if not chunk:
+            return bytes(body)
         body.extend(chunk)
         if len(body) > limit:
             raise FetchError(f"{url}: more than the {limit} bytes allowed")
-    return bytes(body)
+        if time.monotonic() > deadline:
+            raise FetchError(f"{url}: too slow: {len(body)} bytes read when this parse's time ran out")
 
 
 def _reason(exc: Any) -> str:

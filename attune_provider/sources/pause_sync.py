@@ -9,10 +9,10 @@ server's URL, login and password; or a password alone, used as a bearer token).
 
 Only a change is written (or a status seen first as paused): a user who pauses or
 unpauses a DAG by hand is not overruled on every parse. What was applied is recorded in
-the source store (`paused-dags.json`); what could not be applied is tried again on the
-next parse, and a change that could not be applied is reported as a warning (a status
-seen first is only logged: the API server may still be starting, and a DAG created now
-takes it from `is_paused_upon_creation`).
+the source store (`paused-dags.json`); a change of status that could not be applied is
+tried again on every parse and reported as a warning. A status seen first is recorded
+as it is (a DAG created now takes it from `is_paused_upon_creation`); when it is paused
+and cannot be applied, that is only logged (the API server may still be starting).
 """
 
 from __future__ import annotations
@@ -75,10 +75,15 @@ class AirflowApi:
 def sync_paused(
     wanted: Mapping[str, bool], store: Store, api: Callable[[], AirflowApi] | None = None
 ) -> list[Problem]:
-    """Apply the changed pause states; the warnings of what could not be applied."""
+    """Apply the changed pause states; the warnings of what could not be applied.
+
+    A state seen for the first time is recorded even when it could not be applied: the
+    DAG being created takes it from `is_paused_upon_creation`, so a later change of status
+    is a change from it (and is applied, or reported)."""
     applied = _read_marks(store)
     todo = changes(wanted, applied)
     done: dict[str, bool] = {}
+    problems: list[Problem] = []
     try:
         if todo:
             client = api() if api is not None else AirflowApi(connection(api_conn_id()))
@@ -88,34 +93,18 @@ def sync_paused(
             log.info("Attune applied its sources' pause states: %s", done)
     except (AttuneError, requests.RequestException, KeyError, ValueError) as exc:
         log.warning("Attune could not apply its sources' pause states %s: %s", todo, exc)
-        if not any(dag_id in applied for dag_id in todo if dag_id not in done):
-            # only first-seen states (a DAG being created takes its own): retried, not reported
-            return _finish(store, applied, wanted, todo, done, None)
-        left = ", ".join(
-            f"{d} ({'pause' if p else 'unpause'})" for d, p in sorted(todo.items()) if d not in done
-        )
-        message = (
-            f"could not apply the sources' pause states to existing DAGs: {left}: {exc} "
-            f"(the connection '{api_conn_id()}' names Airflow's REST API: docs/sources.md)"
-        )
-        problem = Problem(Location(str(store.root / MARKS_FILE)), message, Severity.WARNING)
-        return _finish(store, applied, wanted, todo, done, problem)
-    return _finish(store, applied, wanted, todo, done, None)
-
-
-def _finish(
-    store: Store,
-    applied: Mapping[str, bool],
-    wanted: Mapping[str, bool],
-    todo: Mapping[str, bool],
-    done: Mapping[str, bool],
-    problem: Problem | None,
-) -> list[Problem]:
-    """Record what holds now: the states applied, and those that needed nothing."""
-    marks = {**applied, **{d: p for d, p in wanted.items() if d not in todo}, **done}
+        left = {d: p for d, p in sorted(todo.items()) if d not in done and d in applied}
+        if left:  # changes of status: reported until applied
+            names = ", ".join(f"{d} ({'pause' if p else 'unpause'})" for d, p in left.items())
+            message = (
+                f"could not apply the sources' pause states to existing DAGs: {names}: {exc} "
+                f"(the connection '{api_conn_id()}' names Airflow's REST API: docs/sources.md)"
+            )
+            problems.append(Problem(Location(str(store.root / MARKS_FILE)), message, Severity.WARNING))
+    marks = {**applied, **{d: p for d, p in wanted.items() if d not in applied}, **done}
     if marks != applied:
         store.write_json(store.root / MARKS_FILE, dict(sorted(marks.items())))
-    return [problem] if problem else []
+    return problems
 
 
 def _read_marks(store: Store) -> dict[str, bool]:

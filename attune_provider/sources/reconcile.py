@@ -13,9 +13,12 @@ worker that shares no disk with the DAG processor) fetches once, to have one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from attune_provider.exceptions import AttuneError
@@ -51,6 +54,14 @@ def fetch_budget() -> float:
     return min(MAX_FETCH_SECONDS, timeout / 2) if timeout > 0 else MAX_FETCH_SECONDS
 
 
+def resolve_quietly(max_file_bytes: int) -> Resolved:
+    """`resolve_configured` for the command line: what fetching logs (and Airflow, when a
+    connection must be looked up through it) goes to standard error, never to standard
+    output, which holds the command's result."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return resolve_configured(max_file_bytes, may_fetch=True)
+
+
 def resolve_configured(max_file_bytes: int, *, may_fetch: bool) -> Resolved:
     """The configured sources resolved; a configuration error is one problem, no source."""
     try:
@@ -71,13 +82,27 @@ def resolve(
     may_fetch: bool,
     token_for: Callable[[str], str | None] = bearer_token,
 ) -> Resolved:
+    """Each source's packs now. The http sources that are due are fetched at once, each in
+    its own thread against the same deadline: a registry that hangs costs the parse its
+    budget once, and never the fetch of another source."""
     deadline = time.monotonic() + fetch_budget()
+    states: dict[str, SourceState] = {}
+    due = [
+        spec for spec in specs if spec.kind == "http" and _due(spec, store, store.state(spec.name), may_fetch)
+    ]
+    if due:
+        with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="attune-source") as pool:
+            fetches = {
+                spec.name: pool.submit(_refresh, spec, store, max_file_bytes, deadline, token_for)
+                for spec in due
+            }
+            states = {name: future.result() for name, future in fetches.items()}
     resolved = Resolved([], [], {}, store)
     for spec in specs:
         if spec.kind == "dir":
             _resolve_dir(spec, resolved)
         else:
-            _resolve_http(spec, store, max_file_bytes, may_fetch, deadline, token_for, resolved)
+            _serve_http(spec, store, states.get(spec.name) or store.state(spec.name), resolved)
     return resolved
 
 
@@ -93,32 +118,34 @@ def _resolve_dir(spec: SourceSpec, resolved: Resolved) -> None:
     resolved.problems.append(Problem(Location(str(spec.path)), message, Severity.WARNING))
 
 
-def _resolve_http(
-    spec: SourceSpec,
-    store: Store,
-    max_file_bytes: int,
-    may_fetch: bool,
-    deadline: float,
-    token_for: Callable[[str], str | None],
-    resolved: Resolved,
-) -> None:
-    state = store.state(spec.name)
-    if _due(spec, state, may_fetch):
-        state = _refresh(spec, store, max_file_bytes, deadline, token_for)
-    paths = tuple(store.pack_path(pack) for pack in state.packs if store.pack_path(pack).is_dir())
-    paused = frozenset(pack.ref for pack in state.packs if pack.status == "paused")
+def _serve_http(spec: SourceSpec, store: Store, state: SourceState, resolved: Resolved) -> None:
+    present = [pack for pack in state.packs if store.pack_path(pack).is_dir()]
+    paths = tuple(store.pack_path(pack) for pack in present)
+    paused = frozenset(pack.ref for pack in present if pack.status == "paused")
     resolved.sources.append(SourcePacks(spec.name, paths, paused))
     age = None if state.fetched_at is None else max(0.0, time.time() - state.fetched_at)
     resolved.ages[spec.name] = age
+    served = f"serving its packs of {_age(age)} ago" if age is not None else "it serves nothing yet"
     if state.error:
-        served = f"serving its packs of {_age(age)} ago" if age is not None else "it serves nothing yet"
         message = f"source '{spec.name}' could not be fetched: {state.error}; {served}"
-        resolved.problems.append(Problem(Location(spec.url), message, Severity.WARNING))
+    elif state.fetched_at is None:
+        message = f"source '{spec.name}' has not been fetched yet: {served}"
+    elif len(present) < len(state.packs):
+        missing = ", ".join(pack.ref for pack in state.packs if pack not in present)
+        message = f"source '{spec.name}': pack(s) {missing} gone from the store {store.root}: fetched again"
+    else:
+        return
+    resolved.problems.append(Problem(Location(spec.url), message, Severity.WARNING))
 
 
-def _due(spec: SourceSpec, state: SourceState, may_fetch: bool) -> bool:
+def _due(spec: SourceSpec, store: Store, state: SourceState, may_fetch: bool) -> bool:
+    """Whether to fetch now: never fetched here, a pack gone from the store (even a task's
+    parse then fetches, to have a copy), else for the DAG processor when refresh_seconds
+    have passed since the last try."""
     if state.fetched_at is None and state.checked_at is None:
-        return True  # nothing on this machine yet: even a task's parse fetches once
+        return True
+    if any(not store.pack_path(pack).is_dir() for pack in state.packs):
+        return True
     if not may_fetch:
         return False
     return state.checked_at is None or time.time() - state.checked_at >= spec.refresh_seconds
@@ -131,11 +158,14 @@ def _refresh(
     deadline: float,
     token_for: Callable[[str], str | None],
 ) -> SourceState:
-    """Fetch the source unless another process is fetching it; its state afterwards."""
-    with store.fetch_lock(spec.name) as mine:
+    """Fetch the source unless another process is fetching it; its state afterwards. When
+    there is nothing to serve yet, wait (within the deadline) for the process that fetches."""
+    wait = store.state(spec.name).fetched_at is None
+    with store.fetch_lock(spec.name, wait_until=deadline if wait else None) as mine:
         state = store.state(spec.name)
         fresh = state.checked_at is not None and time.time() - state.checked_at < spec.refresh_seconds
-        if not mine or fresh:
+        complete = all(store.pack_path(pack).is_dir() for pack in state.packs)
+        if not mine or (fresh and complete):
             return state  # another process fetches (or just did): serve what is there
         started = time.monotonic()
         try:

@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -111,15 +112,20 @@ class Store:
         return self.root / pack.directory
 
     @contextlib.contextmanager
-    def fetch_lock(self, source: str) -> Iterator[bool]:
-        """True when this process may fetch `source` now; False when another one is."""
+    def fetch_lock(self, source: str, wait_until: float | None = None) -> Iterator[bool]:
+        """True when this process may fetch `source` now; False when another one is (after
+        waiting for it until `wait_until`, a `time.monotonic()` value, when given)."""
         self.ensure()
         with open(self.state_dir / f"{source}.lock", "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if wait_until is None or time.monotonic() >= wait_until:
+                        yield False
+                        return
+                    time.sleep(0.1)
             try:
                 yield True
             finally:

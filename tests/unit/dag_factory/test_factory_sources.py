@@ -131,3 +131,7 @@ def test_a_change_that_cannot_be_applied_is_a_warning_and_is_retried(tmp_path: P
     assert problem.severity.value == "warning"
     (again,) = sync_paused({"a.w": True}, store, api=no_api)  # not recorded as applied: tried again
     assert again.message == problem.message
+    # first seen paused (created paused), API not there: recorded, so going active is a change
+    assert sync_paused({"b.w": True}, store, api=no_api) == []
+    (unpause,) = sync_paused({"b.w": False}, store, api=no_api)
+    assert "b.w (unpause)" in unpause.message

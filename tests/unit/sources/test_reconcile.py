@@ -4,9 +4,11 @@ serving the last known good packs through every kind of failure (LANGUAGE.md sec
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -227,3 +229,67 @@ def test_a_missing_dir_source_serves_nothing_and_says_so(store: Store, tmp_path:
     gone = tmp_path / "gone"
     expected = f"warning: source 'team': {gone} is not a directory: it serves no workflows"
     assert messages(resolved) == [expected]
+
+
+@pytest.fixture
+def short_budget(monkeypatch: pytest.MonkeyPatch) -> float:
+    """A parse budget of 2 s (half of a 4 s dagbag_import_timeout)."""
+    monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "4")
+    return 2.0
+
+
+def test_a_registry_trickling_bytes_is_cut_at_the_parse_budget(
+    registry: Registry, store: Store, tmp_path: Path, short_budget: float
+) -> None:
+    registry.publish({pack(tmp_path / "src", "alpha"): "active"})
+    registry.script("index.json", Scripted(body=None, trickle=0.05))
+    started = time.monotonic()
+    (message,) = messages(fetch(registry, store))
+    assert time.monotonic() - started < short_budget + 1.5
+    assert "too slow" in message and "it serves nothing yet" in message
+
+
+def test_a_hanging_source_never_holds_up_another(
+    registry: Registry, store: Store, tmp_path: Path, short_budget: float
+) -> None:
+    registry.publish({pack(tmp_path / "src", "alpha"): "active"})
+    registry.script("index.json", *[Scripted(body=None, delay=10)] * 4)
+    healthy = Registry(tmp_path / "healthy")
+    try:
+        healthy.publish({pack(tmp_path / "src2", "gamma"): "active"})
+        specs = [central(registry), SourceSpec("healthy", "http", url=healthy.url)]
+        resolved = resolve(specs, store, MAX_FILE, may_fetch=True)
+        assert [m.split(" could")[0] for m in messages(resolved)] == ["warning: source 'central'"]
+        assert workflows(resolved.sources[1]) == {"gamma.hello": "healthy"}
+    finally:
+        healthy.stop()
+
+
+def test_a_connection_broken_mid_body_is_retried(registry: Registry, store: Store, tmp_path: Path) -> None:
+    registry.publish({pack(tmp_path / "src", "alpha"): "active"})
+    registry.script("index.json", Scripted(body=b'{"packs": [', length=500))
+    assert messages(fetch(registry, store)) == []
+    assert registry.requested("index.json") == 2
+
+
+def test_processes_starting_at_once_all_wait_for_the_first_fetch(
+    registry: Registry, store: Store, tmp_path: Path
+) -> None:
+    registry.publish({pack(tmp_path / "src", "alpha"): "active"})
+    registry.script("index.json", Scripted(body=None, delay=1.0))
+    with ThreadPoolExecutor(max_workers=3) as pool:  # each its own lock file description, as processes
+        results = list(pool.map(lambda _: fetch(registry, store), range(3)))
+    assert registry.requested("index.json") == 1
+    for resolved in results:
+        assert messages(resolved) == [] and workflows(resolved.sources[0]) == {"alpha.hello": "central"}
+
+
+def test_a_pack_gone_from_the_store_is_fetched_again(
+    registry: Registry, store: Store, tmp_path: Path
+) -> None:
+    registry.publish({pack(tmp_path / "src", "alpha"): "active"})
+    fetch(registry, store)
+    shutil.rmtree(store.objects)
+    resolved = fetch(registry, store, may_fetch=False)  # even a task's parse: it has no copy
+    assert messages(resolved) == [] and workflows(resolved.sources[0]) == {"alpha.hello": "central"}
+    assert registry.requested("index.json") == 2
