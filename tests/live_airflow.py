@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,25 @@ class LiveAirflow:
             time.sleep(1)
         errors = self.request("GET", "/api/v2/importErrors")
         raise AssertionError(f"DAGs not parsed in {timeout:.0f}s: missing {dag_ids - seen}; {errors}")
+
+    def import_errors(self) -> dict[str, str]:
+        """DAG file name -> stack trace, as the UI's Dag Import Errors shows them."""
+        found = self.request("GET", "/api/v2/importErrors?limit=100")["import_errors"]
+        return {Path(e["filename"]).name: e["stack_trace"] for e in found}
+
+    def until(self, what: str, check: Callable[[], bool], limit: float) -> float:
+        """Seconds until `check()` holds; fails when it still does not after `limit` + a long
+        grace (a loaded machine), and when it took longer than `limit` (too late, not flaky)."""
+        started = time.monotonic()
+        while not check():
+            self.check_alive()
+            if time.monotonic() - started > limit + 120:
+                raise AssertionError(f"{what}: not seen after {limit + 120:.0f}s: {self.import_errors()}")
+            time.sleep(1)
+        took = time.monotonic() - started
+        print(f"{what}: {took:.1f}s")
+        assert took <= limit, f"{what} took {took:.1f}s, more than {limit:.0f}s"
+        return took
 
     def trigger(self, dag_id: str, conf: dict[str, Any], label: str | None = None) -> str:
         """Unpause and trigger `dag_id`; the run is known as `label` (default: the dag id)."""

@@ -91,23 +91,10 @@ class Isolation:
         return {d["dag_id"] for d in self.airflow.request("GET", "/api/v2/dags?limit=100")["dags"]}
 
     def import_errors(self) -> dict[str, str]:
-        """filename -> stack trace, as the UI's Dag Import Errors shows them."""
-        found = self.airflow.request("GET", "/api/v2/importErrors?limit=100")["import_errors"]
-        return {Path(e["filename"]).name: e["stack_trace"] for e in found}
+        return self.airflow.import_errors()
 
     def until(self, what: str, check: Callable[[], bool], limit: float) -> float:
-        """Seconds until `check()` holds; fails when it still does not after `limit` + a long
-        grace (a loaded machine), and when it took longer than `limit` (too late, not flaky)."""
-        started = time.monotonic()
-        while not check():
-            self.airflow.check_alive()
-            if time.monotonic() - started > limit + 120:
-                raise AssertionError(f"{what}: not seen after {limit + 120:.0f}s: {self.import_errors()}")
-            time.sleep(1)
-        took = time.monotonic() - started
-        print(f"{what}: {took:.1f}s")
-        assert took <= limit, f"{what} took {took:.1f}s, more than {limit:.0f}s"
-        return took
+        return self.airflow.until(what, check, limit)
 
 
 @pytest.fixture(scope="module")

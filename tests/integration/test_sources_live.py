@@ -68,19 +68,10 @@ class Sources:
         return next(d for d in found["dags"] if d["dag_id"] == dag_id)
 
     def import_errors(self) -> dict[str, str]:
-        found = self.airflow.request("GET", "/api/v2/importErrors?limit=100")["import_errors"]
-        return {Path(e["filename"]).name: e["stack_trace"] for e in found}
+        return self.airflow.import_errors()
 
-    def until(self, what: str, check: Callable[[], bool], limit: float = PICKUP_LIMIT) -> None:
-        started = time.monotonic()
-        while not check():
-            self.airflow.check_alive()
-            if time.monotonic() - started > limit + 120:
-                raise AssertionError(f"{what}: not seen after {limit + 120:.0f}s: {self.import_errors()}")
-            time.sleep(1)
-        took = time.monotonic() - started
-        print(f"{what}: {took:.1f}s")
-        assert took <= limit, f"{what} took {took:.1f}s, more than {limit:.0f}s"
+    def until(self, what: str, check: Callable[[], bool], limit: float = PICKUP_LIMIT) -> float:
+        return self.airflow.until(what, check, limit)
 
 
 @pytest.fixture(scope="module")

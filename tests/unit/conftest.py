@@ -11,6 +11,7 @@ import pytest
 from attune_provider.dag_factory.loader import load_catalog
 from attune_provider.dag_factory.validation.checks import Report, validate_catalog
 from attune_provider.language.catalog import Catalog
+from tests.registry_server import Registry
 
 SETTINGS_ENV = (
     "AIRFLOW__ATTUNE__PACKS_PATH",
@@ -71,3 +72,11 @@ def packs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings_env: None) -
     monkeypatch.chdir(tmp_path)
     (tmp_path / "packs").mkdir()
     yield PackWriter(tmp_path / "packs")
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """A pack registry served on 127.0.0.1 (tests/registry_server.py), stopped at the end."""
+    served = Registry(tmp_path / "registry")
+    yield served
+    served.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from tests.registry_server import Registry
 from tests.support import write_pack
 
 HELLO = "ref: {pack}.hello\ntasks:\n  - name: say\n    action: core.echo\n    input: {{message: hi}}\n"
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    served = Registry(tmp_path / "registry")
-    yield served
-    served.stop()
 
 
 @pytest.fixture

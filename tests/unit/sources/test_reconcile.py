@@ -7,7 +7,6 @@ import io
 import shutil
 import tarfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,13 +29,6 @@ tasks:
     input: {{message: "{message}"}}
 """
 MAX_FILE = 1024 * 1024
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    served = Registry(tmp_path / "registry")
-    yield served
-    served.stop()
 
 
 @pytest.fixture
