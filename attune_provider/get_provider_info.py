@@ -61,6 +61,21 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/opt/airflow/attune_sources",
                         "default": None,
                     },
+                    "confidential_queue": {
+                        "description": "The queue every task of a confidential workflow runs on "
+                        "(docs/confidential.md); unset, with no confidential_executor: not loaded.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "attune-confidential",
+                        "default": None,
+                    },
+                    "confidential_executor": {
+                        "description": "The executor of confidential tasks where several are configured.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "CeleryExecutor",
+                        "default": None,
+                    },
                     "api_conn_id": {
                         "description": "The connection to Airflow's REST API through which a source's "
                         "change of status pauses or unpauses existing DAGs.",

@@ -103,3 +103,19 @@ def max_file_bytes() -> int:
 def max_depth() -> int:
     """`[attune] max_subworkflow_depth`: how deep subworkflows may nest (default 5)."""
     return _int_option("max_subworkflow_depth", DEFAULT_MAX_DEPTH, 0)
+
+
+def _text_option(key: str) -> str | None:
+    raw = airflow_option(key)
+    return raw.strip() if raw is not None and raw.strip() else None
+
+
+def confidential_queue() -> str | None:
+    """`[attune] confidential_queue`: the queue only isolated workers serve (unset: none)."""
+    return _text_option("confidential_queue")
+
+
+def confidential_executor() -> str | None:
+    """`[attune] confidential_executor`: the executor of confidential tasks where several
+    executors are configured (unset: none)."""
+    return _text_option("confidential_executor")

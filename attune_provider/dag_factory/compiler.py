@@ -9,12 +9,15 @@ state.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from airflow.sdk import DAG, Param, TaskGroup
 from airflow.sdk.definitions.param import NOTSET
 
+from attune_provider import settings
+from attune_provider.exceptions import AttuneError
 from attune_provider.language.models import Task, Workflow
 from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
 from attune_provider.language.plan import WorkflowPlan
@@ -26,6 +29,8 @@ from attune_provider.operators.items import ItemOperator, ItemsOperator, MappedI
 from attune_provider.operators.retry import AttuneRetryPolicy
 from attune_provider.operators.subworkflow import SubworkflowInputOperator
 from attune_provider.operators.workflow_outcome import WorkflowOutcomeOperator
+
+log = logging.getLogger(__name__)
 
 
 class Node(NamedTuple):
@@ -190,10 +195,35 @@ class _Builder:
         return Node([start], child.tail)
 
 
+class ConfidentialRoutingError(AttuneError):
+    """A confidential workflow with nowhere isolated to run: it is not compiled."""
+
+
+def _confidential_routing(plan: WorkflowPlan) -> dict[str, str]:
+    """The `default_args` that put every task of a confidential run on the isolated queue
+    or executor; none for a plain run. Without either configured the workflow is not
+    compiled, so it can never run on shared workers."""
+    if not plan.confidential:
+        return {}
+    configured = (("queue", settings.confidential_queue()), ("executor", settings.confidential_executor()))
+    routing = {key: value for key, value in configured if value}
+    if not routing:
+        raise ConfidentialRoutingError(
+            f"workflow {plan.ref} is confidential (itself or a subworkflow it calls) but neither "
+            "[attune] confidential_queue nor [attune] confidential_executor is set: it would run on "
+            "shared workers, so it is not loaded (docs/confidential.md)"
+        )
+    log.info("routing workflow to confidential execution: %s (%s)", plan.ref, routing)
+    return routing
+
+
 def build_dag(plan: WorkflowPlan) -> DAG:
     """Compile one resolved workflow into a DAG."""
     workflow = plan.workflow
+    routing = _confidential_routing(plan)
     tags = {*workflow.tags, f"pack:{plan.pack}", f"source:{plan.source}", "attune"}
+    if routing:
+        tags.add("confidential")
     dag = DAG(
         dag_id=workflow.ref,
         dag_display_name=workflow.label or workflow.ref,
@@ -204,6 +234,7 @@ def build_dag(plan: WorkflowPlan) -> DAG:
         schedule=None,
         catchup=False,
         is_paused_upon_creation=True if plan.paused else None,  # an existing DAG: sources/pause_sync.py
+        default_args=dict(routing),
         auto_register=False,
     )
     _Builder(dag).workflow(plan, None)

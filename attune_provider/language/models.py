@@ -180,6 +180,53 @@ class Task(Node):
         return self.loc(key, index) if isinstance(raw, list) else self.loc(key)
 
 
+SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+DEFAULT_SECRET_NAMESPACE = "main"
+
+
+class SecretDeclaration(Node):
+    """One secret a confidential workflow may read (LANGUAGE.md section 10)."""
+
+    key: str
+    namespace: str = DEFAULT_SECRET_NAMESPACE
+
+    @field_validator("key", "namespace")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SECRET_NAME_PATTERN.match(value):
+            raise ValueError(f"'{value}' must match ^[A-Za-z0-9_]+$")
+        return value
+
+
+class Attributes(Node):
+    """A workflow's `attributes`: checked strictly, so that a typo never runs a workflow
+    meant to be confidential as a plain one."""
+
+    confidential: bool = False
+    secrets: tuple[SecretDeclaration, ...] = ()
+
+    @field_validator("confidential", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"'confidential' must be true or false, got {value!r}")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _once_each(cls, value: tuple[SecretDeclaration, ...]) -> tuple[SecretDeclaration, ...]:
+        seen: dict[str, int] = {}
+        twice = []
+        for index, secret in enumerate(value):
+            if secret.key in seen:
+                twice.append(index)
+            seen.setdefault(secret.key, index)
+        if twice:
+            names = ", ".join(sorted({value[i].key for i in twice}))
+            raise ItemError(f"secret {names} declared twice (a template reads it as secrets.<key>)", twice)
+        return value
+
+
 class Workflow(Node):
     ref: str
     label: str | None = None
@@ -190,7 +237,7 @@ class Workflow(Node):
     vars: dict[str, Any] = Field(default_factory=dict)
     tasks: tuple[Task, ...] = Field(min_length=1)
     output_map: Any = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=Attributes)
     tags: tuple[str, ...] = ()
 
     _version = field_validator("version", mode="before")(lambda v: None if v is None else str(v))

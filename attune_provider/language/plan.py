@@ -100,6 +100,12 @@ class WorkflowPlan:
             TaskKind.WORKFLOW if action is not None and action.runner_type == "workflow" else TaskKind.ACTION
         )
 
+    @property
+    def confidential(self) -> bool:
+        """Whether the run holds a confidential workflow's data: the workflow is marked
+        confidential, or a subworkflow it calls (at any depth) is (docs/confidential.md)."""
+        return self.workflow.attributes.confidential or any(c.confidential for c in self.children.values())
+
     @cached_property
     def group_of(self) -> dict[str, str]:
         """Parallel member name -> its group's name."""
