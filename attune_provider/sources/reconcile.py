@@ -171,8 +171,10 @@ def _refresh(
         try:
             token = token_for(spec.conn_id) if spec.conn_id else None
             new, attempts = registry.fetch(spec.url, token, store, deadline, max_file_bytes)
-        except (AttuneError, OSError) as exc:
-            failed = state._replace(checked_at=time.time(), error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure of one source is that source's alone
+            if not isinstance(exc, (AttuneError, OSError)):
+                log.exception("Attune source %s: unexpected failure while fetching", spec.name)
+            failed = state._replace(checked_at=time.time(), error=str(exc) or type(exc).__name__)
             store.save(spec.name, failed)
             metrics.fetch_failed(spec.name)
             log.warning("Attune source %s: fetch failed: %s", spec.name, exc)
