@@ -42,12 +42,16 @@ def airflow_option(key: str, section: str = SECTION) -> str | None:
     return _from_config_file(section, key)
 
 
+def airflow_home() -> Path:
+    """`AIRFLOW_HOME`, else `~/airflow`, as Airflow finds it."""
+    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
+
+
 def _config_file() -> Path:
     """Airflow's config file, found as Airflow finds it (AIRFLOW_CONFIG, AIRFLOW_HOME)."""
     if os.environ.get("AIRFLOW_CONFIG"):
         return Path(os.environ["AIRFLOW_CONFIG"]).expanduser()
-    home = os.environ.get("AIRFLOW_HOME") or "~/airflow"
-    return Path(home).expanduser() / "airflow.cfg"
+    return airflow_home() / "airflow.cfg"
 
 
 def _from_config_file(section: str, key: str) -> str | None:

@@ -41,7 +41,7 @@ import pydantic
 import yaml
 
 from attune_provider.language.source import LoadedYaml, Problem, load_yaml_text
-from attune_provider.settings import airflow_option
+from attune_provider.settings import airflow_home, airflow_option
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ def configured_dir() -> Path | None:
         if raw.strip().lower() in DISABLED:
             return None
         return Path(raw.strip()).expanduser()
-    home = os.environ.get("AIRFLOW_HOME") or "~/airflow"
-    return Path(home).expanduser() / DEFAULT_DIR_NAME
+    return airflow_home() / DEFAULT_DIR_NAME
 
 
 def code_version() -> str:

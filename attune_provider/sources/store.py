@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from attune_provider.settings import airflow_option
+from attune_provider.settings import airflow_home, airflow_option
 
 STORE_DIR_ENV = "ATTUNE_SOURCES_DIR"
 DEFAULT_DIR_NAME = "attune_sources"
@@ -36,7 +36,7 @@ def configured_store_dir() -> Path:
     raw = os.environ.get(STORE_DIR_ENV) or airflow_option("sources_dir")
     if raw and raw.strip():
         return Path(raw.strip()).expanduser()
-    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser() / DEFAULT_DIR_NAME
+    return airflow_home() / DEFAULT_DIR_NAME
 
 
 class StoredPack(NamedTuple):
