@@ -15,10 +15,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
-
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.models import PACK_REF_PATTERN
+from attune_provider.language.source import load_yaml_file
 from attune_provider.sources.archive import extract_pack
 from attune_provider.sources.client import RegistryClient
 from attune_provider.sources.store import SourceState, Store, StoredPack
@@ -85,11 +84,10 @@ def _archive_url(base: str, archive: str) -> str:
     return url
 
 
-def _declared_ref(pack_dir: Path) -> Any:
-    try:
-        return (yaml.safe_load((pack_dir / "pack.yaml").read_text(encoding="utf-8")) or {}).get("ref")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
+def _declared_ref(pack_dir: Path, max_file_bytes: int) -> Any:
+    """The `ref` pack.yaml declares, read as the loader reads it (size limit included)."""
+    data = load_yaml_file(pack_dir / "pack.yaml", str(pack_dir / "pack.yaml"), max_file_bytes).data
+    return data.get("ref") if isinstance(data, dict) else None
 
 
 def _pack_dir(target: Path) -> Path:
@@ -113,7 +111,7 @@ def _stored(
             )
         extract_pack(body, target, max_file_bytes=max_file_bytes, max_total_bytes=MAX_ARCHIVE_BYTES)
     pack_dir = _pack_dir(target)
-    declared = _declared_ref(pack_dir)
+    declared = _declared_ref(pack_dir, max_file_bytes)
     if declared != entry.ref:
         raise RegistryError(f"pack {entry.ref}: its archive holds pack {declared!r}")
     relative = pack_dir.relative_to(store.root).as_posix()
