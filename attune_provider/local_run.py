@@ -28,6 +28,7 @@ from attune_provider.language.plan import WorkflowPlan, build_plan
 from attune_provider.language.source import Location, Problem
 from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
 from attune_provider.operators.state.outcome_xcom import WORKFLOW_KEY
+from attune_provider.operators.state.sealed import unseal
 from attune_provider.sources.reconcile import resolve_quietly
 
 PACKAGE_DAGS_FOLDER = Path(__file__).resolve().parent / "airflow_dags"
@@ -226,7 +227,7 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
         run_state = session.query(DagRun.state).filter_by(dag_id=plan.ref, run_id=run_id).scalar()
         tis = session.query(TaskInstance).filter_by(dag_id=plan.ref, run_id=run_id).all()
         rows = session.query(XComModel).filter_by(dag_id=plan.ref, run_id=run_id).all()
-        xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
+        xcoms = {(row.task_id, row.key): unseal(XComModel.deserialize_value(row)) for row in rows}
         tis_by_id = {ti.task_id: ti for ti in tis}
         spans = {
             name: _span(_inside(tis, plan.task_ids[name]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +11,8 @@ _HOME = Path(tempfile.mkdtemp(prefix="attune-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+# a deployment's airflow.cfg has a Fernet key; confidential runs refuse to run without one
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())
 # Airflow freezes its DAGs folder when first imported: make it the provider's DAG file
 # (what `attune-airflow run` uses), whichever test module imports Airflow first.
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(

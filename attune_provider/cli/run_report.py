@@ -20,6 +20,7 @@ from urllib.parse import quote
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.local_run import RunResult, TaskRun, task_run
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY
+from attune_provider.operators.state.sealed import unseal
 
 POLL_SECONDS = 0.5
 MAX_ERROR_LINES = 12
@@ -130,7 +131,7 @@ class TaskWatcher(threading.Thread):
             outcomes: dict[str, Any] = {}
             for found in session.scalars(query.where(xcom.task_id.in_(done))).all():
                 if found.map_index == -1 or found.task_id not in outcomes:
-                    outcomes[found.task_id] = xcom.deserialize_value(found)
+                    outcomes[found.task_id] = unseal(xcom.deserialize_value(found))
         ended = sorted(done, key=lambda tid: max(str(r.end_date or "") for r in rows[tid]))
         return [task_run(tid, rows[tid], outcomes.get(tid)) for tid in ended]
 

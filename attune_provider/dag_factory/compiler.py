@@ -18,6 +18,7 @@ from airflow.sdk.definitions.param import NOTSET
 
 from attune_provider import settings
 from attune_provider.exceptions import AttuneError
+from attune_provider.language.definition import definition_digest
 from attune_provider.language.models import Task, Workflow
 from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
 from attune_provider.language.plan import WorkflowPlan
@@ -222,13 +223,16 @@ def build_dag(plan: WorkflowPlan) -> DAG:
     workflow = plan.workflow
     routing = _confidential_routing(plan)
     tags = {*workflow.tags, f"pack:{plan.pack}", f"source:{plan.source}", "attune"}
+    doc = _doc(workflow, plan.file)
     if routing:
         tags.add("confidential")
+        plan.definition_sha256 = definition_digest(plan)
+        doc += f"\n\nConfidential: its definition's SHA-256 is `{plan.definition_sha256}`."
     dag = DAG(
         dag_id=workflow.ref,
         dag_display_name=workflow.label or workflow.ref,
         description=workflow.description,
-        doc_md=_doc(workflow, plan.file),
+        doc_md=doc,
         tags=sorted(tags),
         params={name: _param(name, prop) for name, prop in workflow.parameters.items()},
         schedule=None,

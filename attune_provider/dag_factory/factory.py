@@ -36,6 +36,7 @@ from airflow.sdk import DAG
 from attune_provider import settings
 from attune_provider.dag_factory.closure import load_workflow_closure
 from attune_provider.dag_factory.file_cache import FileCache
+from attune_provider.dag_factory.integrity import publish_definitions
 from attune_provider.dag_factory.loader import all_sources, load_catalog
 from attune_provider.dag_factory.validation.cached import Findings, validate_cached, validation_key
 from attune_provider.exceptions import AttuneError
@@ -302,6 +303,7 @@ def dags_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, DAG
     """What `dags/attune_dags.py` puts into its globals: the valid workflows' DAGs. Never
     raises, and never an import error of that file (it would hide every DAG of it)."""
     loaded = _load_for_airflow(packs_paths, want_dags=True)
+    publish_definitions(loaded.dags)
     if loaded.problems:
         log.error("%s\n(Airflow shows these as the import error of %s)", loaded.problems, ERRORS_FILE)
     return loaded.dags

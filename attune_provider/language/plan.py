@@ -33,6 +33,7 @@ class ActionPlan(NamedTuple):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any] | None
     secret_inputs: frozenset[str] = frozenset()  # input parameters marked `secret: true`
+    metadata_file: Path | None = None  # the action's YAML (None: a subworkflow, planned itself)
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -70,6 +71,7 @@ class WorkflowPlan:
         self.ref = entry.ref
         self.workflow: Workflow = entry.workflow
         self.file = entry.display
+        self.path = entry.file  # the workflow's YAML file on this machine
         self.pack = entry.pack.ref
         self.pack_dir = entry.pack.directory
         self.source = entry.pack.source  # the workflow source it came from (`local`: the packs path)
@@ -79,6 +81,7 @@ class WorkflowPlan:
         self.prefix = prefix
         self.parent = parent
         self.children: dict[str, WorkflowPlan] = {}
+        self.definition_sha256: str | None = None  # set when a confidential DAG is compiled
         model = entry.workflow.model_dump_json().encode()
         self.digest = hashlib.sha1(model, usedforsecurity=False).hexdigest()[:12]
 
@@ -244,6 +247,7 @@ def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
             input_schema=parameters_schema(action.parameters),
             output_schema=action.output,
             secret_inputs=secret_names(action.parameters),
+            metadata_file=entry.file,
         )
     sub = catalog.workflows.get(ref)
     if sub is not None:

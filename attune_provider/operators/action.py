@@ -14,7 +14,8 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values
 from attune_provider.language.plan import ActionPlan
 from attune_provider.operators.base import AttuneOperator, RendersInput
-from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
+from attune_provider.operators.state.sealed import run_plan
+from attune_provider.operators.state.secrets import mask_inputs
 from attune_provider.operators.steps.failure import FAILURES
 from attune_provider.runners.base import ActionFailed, Invocation, Runner
 from attune_provider.runners.registry import get_runner
@@ -37,7 +38,8 @@ class ActionRunMixin(AttuneOperator):
         params = check_values(action.input_schema, raw_input, what="input")
         mask_inputs(action, params)
         self._runner = get_runner(action.runner_type)
-        return self._runner.run(Invocation(action, params, self.task_name, timeout))
+        quiet = run_plan(self.plan).confidential
+        return self._runner.run(Invocation(action, params, self.task_name, timeout, quiet))
 
     def on_kill(self) -> None:
         if self._runner is not None:
@@ -57,4 +59,4 @@ class AttuneTaskOperator(ActionRunMixin, RendersInput):
             self.succeed(context, scope, vars_, result)
         except FAILURES as exc:
             self.fail(context, exc, timeout=self.spec.timeout, scope=scope)
-        return redact_secrets(result)
+        return self.stored(result)

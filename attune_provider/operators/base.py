@@ -21,10 +21,12 @@ from attune_provider.language.templates.render import render
 from attune_provider.operators.retry import retry_refused
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, subworkflow_deadline
 from attune_provider.operators.state.scope import SubworkflowNotStarted, TaskScopeBuilder
+from attune_provider.operators.state.sealed import run_plan, seal
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
 from attune_provider.operators.steps.failure import AttuneTaskFailed, classify
 from attune_provider.operators.steps.finish import own_scope, publish_and_decide
 from attune_provider.operators.steps.gate import false_when, routed_to
+from attune_provider.operators.steps.integrity import DefinitionChanged, verify_definition
 from attune_provider.operators.steps.settle import instances_to_skip, settles, skip_now
 from attune_provider.runners.base import timeout_error
 
@@ -53,13 +55,15 @@ class AttuneOperator(BaseOperator):
         operator.attach(plan, task_name)
         return operator
 
+    def set_up(self) -> None:
+        """What a subclass sets up once `plan` and `task_name` are known."""
+
     def attach(self, plan: WorkflowPlan, task_name: str) -> None:
         self.plan = plan
         self.task_name = task_name
+        if run_plan(plan).confidential:
+            self.template_fields = ()  # a confidential run's rendered fields are never recorded
         self.set_up()
-
-    def set_up(self) -> None:
-        """What a subclass sets up once `plan` and `task_name` are known."""
 
     def pre_execute(self, context: Any) -> None:
         """The first line Attune writes in every task log: which workflow, from which source."""
@@ -67,6 +71,22 @@ class AttuneOperator(BaseOperator):
             "Attune workflow %s (source %s, pack %s), task %s",
             self.plan.ref, self.plan.source, self.plan.pack, self.task_id,
         )
+        self.verify_definition()
+
+    _definition_verified = False
+
+    def verify_definition(self) -> None:
+        """A confidential run's task first checks its files (steps/integrity.py): before
+        anything is rendered, so before any secret is read."""
+        run = run_plan(self.plan)
+        if self._definition_verified or not run.confidential:
+            return
+        try:
+            digest = verify_definition(run)
+        except DefinitionChanged as exc:
+            raise AirflowFailException(str(exc)) from None
+        self.log.info("definition of %s verified: SHA-256 %s", run.ref, digest)
+        self._definition_verified = True
 
     @property
     def spec(self) -> Task:
@@ -74,6 +94,7 @@ class AttuneOperator(BaseOperator):
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Never let Airflow's Jinja touch user strings: Attune renders in `execute`."""
+        self.verify_definition()
 
     def _do_render_template_fields(
         self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: Any
@@ -133,8 +154,13 @@ class AttuneOperator(BaseOperator):
 
     # -- finishing -----------------------------------------------------------------
 
+    def stored(self, value: Any) -> Any:
+        """`value` as this task writes it to XCom: registered secrets redacted (secrets.py),
+        and sealed with the Fernet key in a confidential run (sealed.py)."""
+        return seal(self.plan, redact_secrets(value))
+
     def push(self, context: Any, outcome: Outcome) -> None:
-        context["ti"].xcom_push(key=OUTCOME_KEY, value=redact_secrets(outcome.to_xcom()))
+        context["ti"].xcom_push(key=OUTCOME_KEY, value=self.stored(outcome.to_xcom()))
 
     def succeed(
         self, context: Any, scope: dict[str, Any], vars_: Mapping[str, Any], result: Any, **extra: Any
@@ -158,7 +184,7 @@ class AttuneOperator(BaseOperator):
         if self.task_name not in self.plan.quiet_successes:
             self.push(context, outcome)
         if done.published:
-            context["ti"].xcom_push(key="vars", value=redact_secrets(done.vars))
+            context["ti"].xcom_push(key="vars", value=self.stored(done.vars))
         self.settle(context, targets)
         return outcome
 
@@ -246,6 +272,7 @@ class RendersInput(AttuneOperator):
         self._prepared: Prepared | None = None
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        self.verify_definition()
         builder = self.scope_builder(context)
         scope, vars_ = self.open_gate(context, builder)
         error = None

@@ -17,7 +17,6 @@ from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, combine, pull, pull_all
 from attune_provider.operators.state.scope import TaskScopeBuilder
-from attune_provider.operators.state.secrets import redact_secrets
 from attune_provider.operators.steps.gate import false_when, routed_to
 
 
@@ -49,7 +48,7 @@ class GroupOutcomeOperator(AttuneOperator):
         members = [member.name for member in self.spec.tasks]
         vars_ = builder.vars_after([*self.plan.graph.ancestors(self.gate_name), *members])
         self.finish(context, builder.scope(vars_), vars_, result, **extra)
-        return redact_secrets(result)
+        return self.stored(result)
 
     def _executions(self, context: Any) -> tuple[str, Any, dict[str, Any] | None, int | None]:
         ti = context["ti"]

@@ -158,7 +158,7 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
     ) -> Any:
         self.log.info("answered by %s", by)
         self.succeed(context, scope, vars_, answer)
-        return redact_secrets(answer)
+        return self.stored(answer)
 
     def timeout_error(self, seconds: float) -> dict[str, Any]:
         return {"type": "timeout", "message": f"task '{self.task_name}' got no answer in {seconds:g}s"}

@@ -30,6 +30,7 @@ from attune_provider.language.templates.render import render
 from attune_provider.operators.action import ActionRunMixin
 from attune_provider.operators.base import AttuneOperator, RendersInput
 from attune_provider.operators.state.outcome_xcom import Outcome
+from attune_provider.operators.state.sealed import run_plan
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
 from attune_provider.operators.steps.failure import FAILURES, AttuneTaskFailed, classify
 from attune_provider.operators.steps.finish import own_scope
@@ -45,9 +46,13 @@ def max_map_length() -> int:
         return 1024
 
 
-def sealed(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def stored_calls(plan: WorkflowPlan, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The calls as XCom may hold them: an input with a secret in it is stored redacted and
-    marked `render`, and its execution renders it again (secrets.py: never in XCom in clear)."""
+    marked `render`, and its execution renders it again (secrets.py: never in XCom in clear).
+    A confidential run stores no input at all: every execution renders its own (the list
+    keeps one entry per execution, which Airflow's mapping counts)."""
+    if run_plan(plan).confidential:
+        return [{"index": call["index"], "input": None, "render": True} for call in calls]
     stored = []
     for call in calls:
         redacted = redact_secrets(call["input"])
@@ -86,7 +91,7 @@ class ItemsOperator(AttuneOperator):
             self.report_failure(context, Status.FAILED, {"type": "TooManyItems", "message": message})
             raise AttuneTaskFailed(message)
         context["ti"].xcom_push(key="items", value={"total_count": len(items), "executions": len(calls)})
-        return sealed(calls)
+        return stored_calls(self.plan, calls)
 
 
 class ExecutionMixin(ActionRunMixin):
@@ -105,7 +110,7 @@ class ExecutionMixin(ActionRunMixin):
             self.push(
                 context, Outcome(Status.SUCCEEDED, result, attempts=context["ti"].try_number, index=index)
             )
-        return redact_secrets(result)
+        return self.stored(result)
 
     def execution_failed(self, context: Any, index: int, exc: BaseException) -> NoReturn:
         """This execution failed (its action, or re-rendering its input): push its outcome

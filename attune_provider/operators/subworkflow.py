@@ -20,7 +20,6 @@ from attune_provider.language.parameters import check_values
 from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.base import RendersInput
 from attune_provider.operators.state.outcome_xcom import STARTED_KEY
-from attune_provider.operators.state.secrets import redact_secrets
 
 
 class SubworkflowInputOperator(RendersInput):
@@ -36,7 +35,7 @@ class SubworkflowInputOperator(RendersInput):
                 raise ready.error
             if not isinstance(self.input, dict):
                 raise ParameterError("task input must render to a mapping")
-            return redact_secrets(check_values(child.params_schema, self.input))
+            return self.stored(check_values(child.params_schema, self.input))
         except TemplateRenderError as exc:
             self.fail(context, exc)
         except ParameterError as exc:

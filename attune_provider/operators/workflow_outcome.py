@@ -31,7 +31,6 @@ from attune_provider.operators.state.outcome_xcom import (
     subworkflow_deadline,
 )
 from attune_provider.operators.state.scope import TaskScopeBuilder
-from attune_provider.operators.state.secrets import redact_secrets
 from attune_provider.runners.base import timeout_error
 
 
@@ -125,14 +124,14 @@ class WorkflowOutcomeOperator(AttuneOperator):
             "status": status, "tasks": tasks, "errors": errors, "vars": vars_, "reasons": reasons,
             "source": self.workflow.source,
         }
-        context["ti"].xcom_push(key=WORKFLOW_KEY, value=redact_secrets(report))
+        context["ti"].xcom_push(key=WORKFLOW_KEY, value=self.stored(report))
         if self.workflow.parent is not None:
             self._report_to_parent(context, reasons, output)
         if reasons:
-            context["ti"].xcom_push(key="return_value", value=redact_secrets(output))
+            context["ti"].xcom_push(key="return_value", value=self.stored(output))
             raise AirflowFailException(f"workflow {self.workflow.ref} failed: " + "; ".join(reasons))
         self.log.info("workflow %s succeeded", self.workflow.ref)
-        return redact_secrets(output)
+        return self.stored(output)
 
     def _report_to_parent(self, context: Any, reasons: list[str], output: Any) -> None:
         deadline = subworkflow_deadline(self.workflow, context["ti"])

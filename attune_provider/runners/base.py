@@ -23,6 +23,7 @@ class Invocation(NamedTuple):
     params: dict[str, Any]
     task_name: str
     timeout: float | None = None
+    quiet: bool = False  # a confidential run: log neither the rendered input nor the output
 
 
 class Runner(Protocol):

@@ -66,7 +66,7 @@ class HttpRunner:
                 {"type": "ConfigurationError", "message": "give either 'url' or 'http_conn_id' + 'endpoint'"}
             )
         try:
-            response = self._send(method, url, params)
+            response = self._send(method, url, params, invocation.quiet)
             result = {
                 "status_code": response.status_code,
                 "headers": dict(response.headers),
@@ -76,13 +76,14 @@ class HttpRunner:
             raise ActionFailed(error_of(exc)) from exc
         finally:
             self.kill()
-        log.info("%s %s -> %s %s", method, response.url, response.status_code, response.reason)
+        shown = "(URL not logged: the workflow is confidential)" if invocation.quiet else response.url
+        log.info("%s %s -> %s %s", method, shown, response.status_code, response.reason)
         if response.status_code >= 400:
             message = f"{method} {response.url} returned {response.status_code} {response.reason}".rstrip()
             raise ActionFailed({"type": "HTTPError", "message": message}, result)
         return result
 
-    def _send(self, method: str, url: str | None, params: dict[str, Any]) -> Any:
+    def _send(self, method: str, url: str | None, params: dict[str, Any], quiet: bool) -> Any:
         import requests
         from airflow.providers.http.hooks.http import HttpHook
 
@@ -105,7 +106,7 @@ class HttpRunner:
         if params.get("timeout") is not None:
             options["timeout"] = float(params["timeout"])
         options["check_response"] = False
-        log.info("%s %s", method, target)
+        log.info("%s %s", method, "(URL not logged: the workflow is confidential)" if quiet else target)
         return hook.run_and_check(session, session.prepare_request(request), options)
 
     def kill(self) -> None:

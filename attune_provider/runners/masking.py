@@ -48,13 +48,18 @@ class _RedactingStream(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def masked_prints() -> Iterator[None]:
-    """Under `dag.test()`, redact what Python code writes to `sys.stdout`/`sys.stderr`.
+def masked_prints(quiet: bool = False) -> Iterator[None]:
+    """Under `dag.test()`, redact what Python code writes to `sys.stdout`/`sys.stderr`;
+    `quiet` (a confidential run): drop it, on a worker too.
 
     A worker's supervisor masks a task's output itself; in-process, `print()` would reach
     the console (and `attune-airflow run`'s log) in clear. Writes to the file descriptors
     themselves (`os.write`, child processes) are not covered.
     """
+    if quiet:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+        return
     if not running_in_process():
         yield
         return

@@ -37,7 +37,7 @@ class PythonScriptRunner:
                 {"type": "ConfigurationError", "message": "python-script action has no entry_point"}
             )
         try:
-            with masked_prints():
+            with masked_prints(quiet=invocation.quiet):
                 module = load_module(str(entry))
                 run = getattr(module, "run", None)
                 if not callable(run):

@@ -66,13 +66,16 @@ def child_environment(params: Mapping[str, Any], skip: Iterable[str]) -> dict[st
     return env
 
 
-def _pump(stream: IO[bytes], name: str, sink: list[str]) -> None:
-    """Log each line of a child's output as it arrives, and keep it."""
+def _pump(stream: IO[bytes], name: str, sink: list[str], quiet: bool) -> None:
+    """Log each line of a child's output as it arrives (unless `quiet`), and keep it."""
     with stream:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", errors="replace")
             sink.append(line)
-            log.info("[%s] %s", name, line.rstrip("\r\n"))
+            if not quiet:
+                log.info("[%s] %s", name, line.rstrip("\r\n"))
+    if quiet and sink:
+        log.info("[%s] %d lines, not logged: the workflow is confidential", name, len(sink))
 
 
 def _group_alive(pgid: int) -> bool:
@@ -116,7 +119,7 @@ class _ShellRunner:
     def run(self, invocation: Invocation) -> Any:
         argv, env, cwd, label = self.command(invocation)
         try:
-            code, stdout, stderr = self._execute(argv, env, cwd)
+            code, stdout, stderr = self._execute(argv, env, cwd, invocation.quiet)
         except OSError as exc:  # could not start: missing cwd, interpreter, permission...
             self.kill()
             raise ActionFailed(error_of(exc)) from exc
@@ -128,7 +131,9 @@ class _ShellRunner:
             raise ActionFailed({"type": "NonZeroExit", "message": _exit_message(label, code)}, result)
         return result
 
-    def _execute(self, argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, str, str]:
+    def _execute(
+        self, argv: list[str], env: dict[str, str], cwd: str | None, quiet: bool
+    ) -> tuple[int, str, str]:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -144,8 +149,8 @@ class _ShellRunner:
         err: list[str] = []
         assert proc.stdout is not None and proc.stderr is not None
         readers = [
-            threading.Thread(target=_pump, args=(proc.stdout, "stdout", out), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, "stderr", err), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stdout, "stdout", out, quiet), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, "stderr", err, quiet), daemon=True),
         ]
         for reader in readers:
             reader.start()
@@ -188,7 +193,7 @@ class ShellCommandRunner(_ShellRunner):
         cmd = params.get("cmd")
         if not isinstance(cmd, str) or not cmd.strip():
             raise ActionFailed({"type": "ConfigurationError", "message": "parameter 'cmd' is empty"})
-        log.info("$ %s", cmd)
+        log.info("$ %s", "(command not logged: the workflow is confidential)" if invocation.quiet else cmd)
         env = child_environment(params, ("cmd", *RUNNER_OPTIONS))
         cwd = params.get("cwd") or None
         return [SHELL, "-c", cmd], env, cwd, "command"

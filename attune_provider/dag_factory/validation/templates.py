@@ -7,7 +7,7 @@ workflow declares. Problems point at the line of the template inside the YAML fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from jinja2.defaults import DEFAULT_NAMESPACE
@@ -18,7 +18,7 @@ from attune_provider.language.models import Node, Task, Workflow
 from attune_provider.language.source import Location, Problem
 from attune_provider.language.templates.analysis import Reference, analyse, template_strings
 
-SCOPES = ("parameters", "vars", "task", "pack", "system", "kv", "item", "index")
+SCOPES = ("parameters", "vars", "task", "pack", "system", "kv", "secrets", "item", "index")
 JINJA_GLOBALS = frozenset(DEFAULT_NAMESPACE)
 TASK_ATTRIBUTES = ("result", "status", "error", "total_count")
 SYSTEM_NAMES = ("execution_id", "timestamp", "workflow", "identity")
@@ -44,6 +44,7 @@ class TemplateContext(NamedTuple):
     variables: frozenset[str]
     tasks: frozenset[str]
     config_keys: frozenset[str] | None  # None: the pack has no config schema
+    secrets: frozenset[str]  # the keys `attributes.secrets` declares
 
     @classmethod
     def of(
@@ -61,6 +62,7 @@ class TemplateContext(NamedTuple):
             variables=frozenset(workflow.vars) | frozenset(published),
             tasks=frozenset(task_names(workflow)),
             config_keys=keys,
+            secrets=frozenset(secret.key for secret in workflow.attributes.secrets),
         )
 
 
@@ -149,6 +151,13 @@ def _check_pack(ref: Reference, ctx: TemplateContext) -> str | None:
     return f"unknown config key '{key}' in template: not a property of config.yaml of pack '{ctx.pack}'{hint}"
 
 
+def _check_secrets(ref: Reference, ctx: TemplateContext) -> str | None:
+    if ref.name is None or ref.name in ctx.secrets:
+        return None
+    hint = did_you_mean(ref.name, ctx.secrets)
+    return f"undeclared secret '{ref.name}' in template: declare it in 'attributes.secrets'{hint}"
+
+
 def _check_fixed(ref: Reference, allowed: Sequence[str]) -> str | None:
     if ref.name is None or ref.name in allowed:
         return None
@@ -169,24 +178,26 @@ def _unsafe(ref: Reference) -> bool:
     return any(key.startswith("_") for key in (ref.name or "", *ref.attrs[:1]))
 
 
+_SCOPE_CHECKS: dict[str, Callable[[Reference, TemplateContext, Site], str | None]] = {
+    "parameters": lambda ref, ctx, site: _check_parameters(ref, ctx),
+    "vars": lambda ref, ctx, site: _check_vars(ref, ctx),
+    "task": lambda ref, ctx, site: _check_task(ref, ctx),
+    "pack": lambda ref, ctx, site: _check_pack(ref, ctx),
+    "system": lambda ref, ctx, site: _check_fixed(ref, SYSTEM_NAMES),
+    "kv": lambda ref, ctx, site: _check_fixed(ref, KV_FUNCTIONS),
+    "secrets": lambda ref, ctx, site: _check_secrets(ref, ctx),
+    "item": lambda ref, ctx, site: _check_item(ref, site),
+    "index": lambda ref, ctx, site: _check_item(ref, site),
+}
+
+
 def check_reference(ref: Reference, ctx: TemplateContext, site: Site) -> str | None:
     """The problem with one name a template reads, or None when it is fine."""
     if _unsafe(ref):
         return None
-    if ref.scope == "parameters":
-        return _check_parameters(ref, ctx)
-    if ref.scope == "vars":
-        return _check_vars(ref, ctx)
-    if ref.scope == "task":
-        return _check_task(ref, ctx)
-    if ref.scope == "pack":
-        return _check_pack(ref, ctx)
-    if ref.scope == "system":
-        return _check_fixed(ref, SYSTEM_NAMES)
-    if ref.scope == "kv":
-        return _check_fixed(ref, KV_FUNCTIONS)
-    if ref.scope in ("item", "index"):
-        return _check_item(ref, site)
+    check = _SCOPE_CHECKS.get(ref.scope)
+    if check is not None:
+        return check(ref, ctx, site)
     if ref.scope in JINJA_GLOBALS:
         return None
     return f"unknown name '{ref.scope}' in template{did_you_mean(ref.scope, SCOPES)}"

@@ -16,6 +16,7 @@ from typing import Any
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.routing import fired_targets
 from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID, Status
+from attune_provider.operators.state.sealed import unseal
 
 OUTCOME_KEY = "attune"
 WORKFLOW_KEY = "workflow"  # the workflow's outcome, pushed by its `attune_outcome` task
@@ -29,7 +30,7 @@ def pull(ti: Any, task_id: str, key: str = "return_value") -> Any:
     and Attune often asks for outcomes that were never pushed (a step that succeeded, a
     task skipped early).
     """
-    return ti.xcom_pull(task_ids=task_id, key=key)
+    return unseal(ti.xcom_pull(task_ids=task_id, key=key))
 
 
 STARTED_KEY = "started"  # XCom of a subworkflow's input step: when the call began (epoch s)
@@ -57,7 +58,7 @@ def subworkflow_deadline(plan: WorkflowPlan, ti: Any, nested: bool = False) -> t
 def pull_all(ti: Any, task_id: str, key: str = "return_value") -> list[Any]:
     """The XComs `key` of every instance of mapped task `task_id`, in map-index order (one
     call; instances that pushed none are missing, as are results that were null)."""
-    return [value for value in ti.xcom_pull(task_ids=[task_id], key=key) if value is not None]
+    return [unseal(value) for value in ti.xcom_pull(task_ids=[task_id], key=key) if value is not None]
 
 
 class Outcome:
@@ -245,6 +246,7 @@ class OutcomeReader(Mapping[str, Outcome]):
             results = pull_all(self._ti, task_id)
             if len(results) != len(executions):  # some results were null: read them one by one
                 results = self._ti.xcom_pull(task_ids=task_id, map_indexes=list(range(len(executions))))
+                results = [unseal(result) for result in results]
             return Outcome(
                 Status.SUCCEEDED, results, next=fired_targets(task, Status.SUCCEEDED), total_count=total
             )
@@ -256,7 +258,7 @@ class OutcomeReader(Mapping[str, Outcome]):
         outcomes = []
         for index, state in enumerate(instance_states):
             if state == "success":
-                result = self._ti.xcom_pull(task_ids=task_id, map_indexes=index)
+                result = unseal(self._ti.xcom_pull(task_ids=task_id, map_indexes=index))
                 outcomes.append(Outcome(Status.SUCCEEDED, result))
             else:
                 died = {"type": "TaskDied", "message": f"execution {index} ended {state}"}

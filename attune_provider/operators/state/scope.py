@@ -1,6 +1,6 @@
 """The template scopes of docs/language.md, built inside a running task.
 
-`parameters`, `vars`, `task`, `pack.config`, `system` and `kv` as Airflow provides them:
+`parameters`, `vars`, `task`, `pack.config`, `system`, `kv` and `secrets` as Airflow provides them:
 parameters from the DAG run, outcomes from XCom, pack config and key-value data from
 Airflow Variables (read only when a template asks for them).
 """
@@ -18,26 +18,11 @@ from attune_provider.language.parameters import check_values, with_defaults
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID
 from attune_provider.language.templates.render import render
+from attune_provider.operators.state.declared_secrets import DeclaredSecrets, KeyValue
 from attune_provider.operators.state.outcome_xcom import OutcomeReader, merged_vars, pull
 from attune_provider.operators.state.secrets import mask, was_redacted
 
 PACK_CONFIG_VARIABLE = "attune_pack_config__{pack}"
-
-
-class KeyValue:
-    """`kv.get(key, default=...)` and `kv.get_secret(key)` over Airflow Variables."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        from airflow.sdk import Variable
-
-        return Variable.get(key, default=default)
-
-    def get_secret(self, key: str) -> Any:
-        from airflow.sdk import Variable
-
-        value = Variable.get(key)
-        mask(value)
-        return value
 
 
 def _config_overrides(name: str) -> dict[str, Any]:
@@ -198,11 +183,18 @@ class TaskScopeBuilder:
         self.outcomes = OutcomeReader(context["ti"], plan)
         self.pack = _LazyPack(plan)
         self.system = system_scope(plan, context)
-        self.kv = KeyValue()
+        self.kv = KeyValue(plan)
+        self.secrets = DeclaredSecrets(plan)
 
     def initial_vars(self) -> dict[str, Any]:
         """`vars:` initial values, rendered (they may use parameters, pack config, system)."""
-        base = {"parameters": self.parameters, "pack": self.pack, "system": self.system, "kv": self.kv}
+        base = {
+            "parameters": self.parameters,
+            "pack": self.pack,
+            "system": self.system,
+            "kv": self.kv,
+            "secrets": self.secrets,
+        }
         rendered = render(dict(self.plan.workflow.vars), base)
         return dict(rendered)
 
@@ -235,5 +227,6 @@ class TaskScopeBuilder:
             "pack": self.pack,
             "system": self.system,
             "kv": self.kv,
+            "secrets": self.secrets,
             **extra,
         }

@@ -106,3 +106,45 @@ def test_without_an_isolated_queue_a_confidential_workflow_is_not_loaded(packs: 
         "(itself or a subworkflow it calls) but neither [attune] confidential_queue nor [attune] "
         "confidential_executor is set" in loaded.problems
     )
+
+
+def test_a_template_reading_an_undeclared_secret_is_a_validation_error(packs: PackWriter) -> None:
+    workflow = """ref: p.w
+attributes:
+  secrets: [{key: API_KEY}]
+tasks:
+  - name: only
+    action: core.echo
+    input: {message: "{{ secrets.API_KY }} {{ secrets.API_KEY }}"}
+"""
+    packs.pack("p", {"workflows/w.yaml": workflow})
+    (problem,) = packs.problems("p/workflows/w.yaml")
+    assert problem.startswith("7:") and "undeclared secret 'API_KY' in template" in problem, problem
+    assert "did you mean 'API_KEY'" in problem
+
+
+def test_the_dag_carries_the_sha256_of_every_file_of_its_definition(
+    packs: PackWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune_provider.dag_factory.integrity import definition_of
+    from attune_provider.language.definition import definition_files
+
+    action = "name: run\nrunner_type: local-shell-script\nentry_point: run.sh\n"
+    files = {**ALL, "actions/run.yaml": action, "actions/run.sh": "echo 1\n"}
+    signing = "action: core.echo\n    input: {message: signed}"
+    files["workflows/child.yaml"] = CHILD.replace(signing, "action: p.run")
+    packs.pack("p", files)
+    monkeypatch.setenv("AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE", "attune-confidential")
+    dags = load_packs([Path("packs")], cache=None).dags
+    parent = dags["p.parent"]
+    digest = definition_of(parent)
+    assert digest is not None and len(digest) == 64 and digest in (parent.doc_md or "")
+    assert definition_of(dags["p.plain"]) is None  # only confidential DAGs carry (and pay for) one
+    plan = parent.task_dict["attune_outcome"].plan  # type: ignore[attr-defined]
+    assert set(definition_files(plan)) == {
+        "p/workflows/parent.yaml", "p/workflows/child.yaml", "p/actions/run.yaml", "p/actions/run.sh",
+        "core/actions/echo.yaml", "core/actions/noop.yaml",
+    }
+    Path("packs/p/actions/run.sh").write_text("echo 2\n")  # the entry point of an action of a subworkflow
+    changed = load_packs([Path("packs")], cache=None).dags["p.parent"]
+    assert definition_of(changed) not in (None, digest)
