@@ -123,3 +123,19 @@ def confidential_executor() -> str | None:
     """`[attune] confidential_executor`: the executor of confidential tasks where several
     executors are configured (unset: none)."""
     return _text_option("confidential_executor")
+
+
+DEFAULT_SHARD_TIMEOUT = 60
+
+
+def shards() -> int | None:
+    """`[attune] shards`: how many shard queues Attune tasks are spread over (None: off)."""
+    raw = airflow_option("shards")
+    if raw is None or not raw.strip():
+        return None
+    return _int_option("shards", 0, 1)
+
+
+def shard_timeout() -> int:
+    """`[attune] shard_timeout`: seconds without a heartbeat after which a shard is not live."""
+    return _int_option("shard_timeout", DEFAULT_SHARD_TIMEOUT, 1)

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     from attune_provider.cli.registry import add_registry_parser
 
     add_registry_parser(commands)
+    from attune_provider.cli.shards import add_shards_parser
+
+    add_shards_parser(commands)
     return parser
 
 
