@@ -85,8 +85,20 @@ def forget_settings() -> None:
     _settings_cache = None
 
 
+def _mark_hook_in_use() -> None:
+    """Airflow 3.3 calls the mutation hook for new runs only when its `is_noop` flag is off,
+    and turns it off only for a hook of `airflow_local_settings` (settings.py,
+    `import_local_settings`): a hook registered through the `airflow.policy` entry point
+    would never see a new run's task instances. So this module turns it off itself."""
+    import airflow.settings
+
+    airflow.settings.task_instance_mutation_hook.is_noop = False  # type: ignore[attr-defined]
+
+
 if _shard_settings()[0] is not None:
 
     @hookimpl
     def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None:
         route(task_instance, dag_run)
+
+    _mark_hook_in_use()
