@@ -65,7 +65,8 @@ def test_a_run_s_task_instances_go_to_its_workflow_s_live_shard(airflow_db: None
         queues = connection.execute(
             text("SELECT dag_id, task_id, map_index, queue FROM task_instance WHERE dag_id LIKE 's.%'")
         ).all()
-        pins = connection.execute(text("SELECT dag_id, shard FROM attune_shard_run WHERE dag_id LIKE 's.%'")).all()
+        pinned = text("SELECT dag_id, shard FROM attune_shard_run WHERE dag_id LIKE 's.%'")
+        pins = connection.execute(pinned).all()
     engine.dispose()
     expected = queue_name(assign("s.spread", (0, 1, 2), live))
     spread = {(task, index): queue for dag_id, task, index, queue in queues if dag_id == "s.spread"}
