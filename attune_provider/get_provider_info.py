@@ -76,6 +76,22 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "CeleryExecutor",
                         "default": None,
                     },
+                    "shards": {
+                        "description": "How many shard queues (attune-shard-<i>) Attune tasks are spread "
+                        "over (docs/shards.md); unset: off. Restart the scheduler after changing it.",
+                        "version_added": "0.3.0",
+                        "type": "integer",
+                        "example": "3",
+                        "default": None,
+                    },
+                    "shard_timeout": {
+                        "description": "Seconds without a worker's heartbeat after which a shard "
+                        "is not live.",
+                        "version_added": "0.3.0",
+                        "type": "integer",
+                        "example": "60",
+                        "default": "60",
+                    },
                     "api_conn_id": {
                         "description": "The connection to Airflow's REST API through which a source's "
                         "change of status pauses or unpauses existing DAGs.",
