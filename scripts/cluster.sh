@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A complete Airflow 3.3 deployment on this machine, from the repository's .venv:
 # PostgreSQL metadata database, CeleryExecutor with Redis as broker (results in PostgreSQL),
-# api-server, scheduler, dag-processor, triggerer and N Celery workers, loading the packs.
+# api-server, scheduler, dag-processor, triggerer, N shared Celery workers and one confidential
+# worker, loading the packs.
 #
 #   bash scripts/cluster.sh start    # start (or find running), wait until healthy, print api/user/password
 #   bash scripts/cluster.sh status   # one line per process, API health; exit 0 all running, 3 otherwise
@@ -10,13 +11,16 @@
 # Settings (environment, read by a start that finds nothing running; then kept in the env file):
 #   ATTUNE_CLUSTER_HOME         state: env file, AIRFLOW_HOME, logs, pid files   (<repo>/.cluster)
 #   ATTUNE_CLUSTER_PORT         API server on 127.0.0.1:PORT                      (8080)
-#   ATTUNE_CLUSTER_WORKERS      number of Celery workers                          (2)
+#   ATTUNE_CLUSTER_WORKERS      number of shared Celery workers worker-1..N       (2)
 #   ATTUNE_CLUSTER_CONCURRENCY  task slots per worker (--concurrency)             (4)
-#   ATTUNE_CLUSTER_SHARDS       optional: shard queues the workers also listen on (unset)
+#   ATTUNE_CLUSTER_SHARDS       optional: shard queues the shared workers also listen on (unset)
+#   ATTUNE_CLUSTER_CONFIDENTIAL_ENV  optional: a file of NAME=VALUE lines exported into the
+#                               confidential worker's environment only (below)    (unset)
 #   ATTUNE_CLUSTER_DB           PostgreSQL database, created when missing         (attune_cluster)
 #   ATTUNE_CLUSTER_REDIS_PORT / ATTUNE_CLUSTER_REDIS_DB    broker                 (6379 / 0)
 #   ATTUNE_CLUSTER_PG_PORT      PostgreSQL port (trust auth, user postgres)       (5432)
-#   ATTUNE_CLUSTER_LOG_PORT     triggerer log server port; worker K uses +K       (PORT+10)
+#   ATTUNE_CLUSTER_LOG_PORT     triggerer log server port; worker K uses +K, the
+#                               confidential worker +N+1                          (PORT+10)
 #   ATTUNE_CLUSTER_API_WORKERS  API server worker processes                       (2)
 #   ATTUNE_CLUSTER_TIMEOUT      seconds start waits for health and DAGs           (300)
 #   ATTUNE_CLUSTER_PARSE_INTERVAL  [dag_processor] min_file_process_interval, s   (30)
@@ -25,6 +29,23 @@
 #
 #   ATTUNE_SOURCES, ATTUNE_SOURCES_DIR, ATTUNE_CACHE_DIR, AIRFLOW__ATTUNE__*, AIRFLOW__METRICS__*,
 #   AIRFLOW_CONN_*              passed to every process and kept in the env file
+#
+# Confidential workflows (docs/confidential.md). Every process gets
+# AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE (attune-confidential unless given), so the DAG processor
+# compiles confidential workflows onto that queue. The Celery worker `worker-confidential`
+# (celery hostname wc@%h, log log/worker-confidential.log) consumes that queue and nothing
+# else; the shared workers worker-1..N never consume it. ATTUNE_CLUSTER_CONFIDENTIAL_ENV names
+# a file (kept private: chmod 600) of lines NAME=VALUE, e.g.
+#     AIRFLOW_VAR_ATTUNE_SECRET__MAIN__API_KEY=s3cr3t-value
+# (AIRFLOW_VAR_<KEY>: Airflow's environment-variable secrets backend for the Variable <key>,
+# here the declared secret API_KEY of namespace main). Blank lines and lines starting with #
+# are ignored; VALUE is taken literally, to the end of the line (no quotes, no expansion).
+# Those variables are exported into the confidential worker's environment (and so its
+# tasks') when it is launched, never into any other process, the env file or a log; only
+# the file's path is kept in the env file, and the file is read again at each launch.
+# This separates environments, not users: on this one machine every process runs as the same
+# Unix user, so a shared worker's task could still read that file; a real deployment runs
+# its confidential workers on machines (or at least users) of their own.
 # The REST API user `admin` has the password ATTUNE_CLUSTER_ADMIN_PASSWORD of $CH/secrets; the
 # connection attune_airflow_api uses it (a workflow source's pause states: docs/sources.md).
 # `source $ATTUNE_CLUSTER_HOME/env` gives a shell the cluster's settings (e.g. for `airflow dags list`).
@@ -117,16 +138,52 @@ process_names() {
   local k
   echo api-server scheduler dag-processor triggerer
   for ((k = 1; k <= ATTUNE_CLUSTER_WORKERS; k++)); do echo "worker-$k"; done
+  echo worker-confidential
 }
 
-# launch NAME COMMAND...: in a session (and process group) of its own, cwd the cluster home,
-# output appended to log/NAME.log; pid file run/NAME.pid = "PID STARTTIME EPOCH".
+# The confidential worker's log server port: after the shared workers'.
+confidential_log_port() { echo "$((ATTUNE_CLUSTER_LOG_PORT + ATTUNE_CLUSTER_WORKERS + 1))"; }
+
+# The queue of confidential tasks (an env file written before the confidential worker existed
+# has none: the default).
+confidential_queue() { echo "${AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE:-attune-confidential}"; }
+
+# confidential_env FILE [export]: check the NAME=VALUE lines of FILE (blank lines and # comments
+# skipped; VALUE literal to the end of the line); with `export`, export them into this shell.
+# Messages name the file, line number and variable, never a value.
+confidential_env() {
+  local file="$1" how="${2:-}" line name n=0
+  [ -f "$file" ] && [ -r "$file" ] || die "ATTUNE_CLUSTER_CONFIDENTIAL_ENV: cannot read $file"
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    line="${line%$'\r'}"
+    [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+    name="${line%%=*}"
+    [[ "$line" == *=* && "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] ||
+      die "ATTUNE_CLUSTER_CONFIDENTIAL_ENV: $file:$n: not a NAME=VALUE line"
+    [ "$how" != export ] || export "$name=${line#*=}"
+  done <"$file"
+}
+
+# launch [--env-file FILE] NAME COMMAND...: in a session (and process group) of its own, cwd
+# the cluster home, output appended to log/NAME.log; pid file run/NAME.pid = "PID STARTTIME
+# EPOCH". --env-file: FILE's NAME=VALUE lines (confidential_env) are exported into this one
+# process (in the subshell that becomes it: never into this script or another process).
 launch() {
-  local name="$1" pid
+  local env_file="" name pid
+  if [ "$1" = --env-file ]; then
+    env_file="$2"
+    shift 2
+  fi
+  name="$1"
   shift
-  echo "=== $(date -Is) cluster.sh: $*" >>"$LOGS/$name.log"
+  echo "=== $(date -Is) cluster.sh: $*${env_file:+ (with the variables of $env_file)}" >>"$LOGS/$name.log"
   # fds 3 (our stdout) and 9 (the lock) must not stay open in the long-lived processes
-  (cd "$CH" && exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 3>&- 9>&-) &
+  (
+    cd "$CH" || exit 1
+    [ -z "$env_file" ] || confidential_env "$env_file" export
+    exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 3>&- 9>&-
+  ) &
   pid=$!
   echo "$pid $(proc_starttime "$pid") $(date +%s.%N)" >"$RUN/$name.pid"
   note "started $name (pid $pid, log $LOGS/$name.log)"
@@ -189,6 +246,12 @@ write_env() {
   local db="${ATTUNE_CLUSTER_DB:-attune_cluster}" pg_port="${ATTUNE_CLUSTER_PG_PORT:-5432}"
   local redis_port="${ATTUNE_CLUSTER_REDIS_PORT:-6379}" redis_db="${ATTUNE_CLUSTER_REDIS_DB:-0}"
   local log_port="${ATTUNE_CLUSTER_LOG_PORT:-$((port + 10))}"
+  local confidential_queue="${AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE:-attune-confidential}"
+  local confidential_env_file=""
+  if [ -n "${ATTUNE_CLUSTER_CONFIDENTIAL_ENV:-}" ]; then
+    confidential_env_file="$(realpath -m -- "$ATTUNE_CLUSTER_CONFIDENTIAL_ENV")"
+    confidential_env "$confidential_env_file" # checked now: start fails before launching anything
+  fi
   local packs
   packs="$(absolute_packs_path "${ATTUNE_PACKS_PATH:-$REPO/packs}")"
   local v
@@ -198,6 +261,9 @@ write_env() {
   [ "$workers" -ge 1 ] || die "ATTUNE_CLUSTER_WORKERS must be at least 1"
   [[ "${ATTUNE_CLUSTER_SHARDS:-1}" =~ ^[1-9][0-9]*$ ]] || die "ATTUNE_CLUSTER_SHARDS must be a positive number"
   [[ "$db" =~ ^[a-z][a-z0-9_]*$ ]] || die "ATTUNE_CLUSTER_DB must match ^[a-z][a-z0-9_]*\$"
+  [[ "$confidential_queue" =~ ^[A-Za-z0-9_.-]+$ ]] && [ "$confidential_queue" != default ] &&
+    [[ "$confidential_queue" != attune-shard-* ]] ||
+    die "AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE must be a queue of its own (letters, digits, _.-; not default or a shard's), not '$confidential_queue'"
   # shellcheck disable=SC1090
   . "$SECRETS"
   local pg="postgres@127.0.0.1:$pg_port/$db"
@@ -211,6 +277,7 @@ write_env() {
     ATTUNE_CLUSTER_PG_PORT="$pg_port"
     ATTUNE_CLUSTER_REDIS_PORT="$redis_port"
     ATTUNE_CLUSTER_LOG_PORT="$log_port"
+    ATTUNE_CLUSTER_CONFIDENTIAL_ENV="$confidential_env_file" # the path only: its values go to worker-confidential alone
     ATTUNE_PACKS_PATH="$packs"
     AIRFLOW_HOME="$CH/airflow"
     AIRFLOW__CORE__DAGS_FOLDER="${ATTUNE_CLUSTER_DAGS_FOLDER:-$CH/dags}"
@@ -245,6 +312,7 @@ write_env() {
     AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="${ATTUNE_CLUSTER_PARSE_INTERVAL:-30}"
     AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="$log_port"
     AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((log_port + 1))" # worker K: log_port + K
+    AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE="$confidential_queue" # confidential workflows' tasks: worker-confidential
     # the REST API as user admin: how a workflow source's pause states reach existing DAGs (docs/sources.md)
     AIRFLOW_CONN_ATTUNE_AIRFLOW_API="{\"conn_type\": \"http\", \"host\": \"http://127.0.0.1\", \"port\": $port, \"login\": \"admin\", \"password\": \"$ATTUNE_CLUSTER_ADMIN_PASSWORD\"}"
   )
@@ -253,7 +321,8 @@ write_env() {
   for name in $(compgen -e); do
     case "$name" in
       ATTUNE_SOURCES | ATTUNE_SOURCES_DIR | ATTUNE_CACHE_DIR | AIRFLOW__ATTUNE__* | AIRFLOW__METRICS__* | AIRFLOW_CONN_*)
-        [ "$name" = AIRFLOW_CONN_ATTUNE_AIRFLOW_API ] || settings+=("$name=${!name}")
+        [ "$name" = AIRFLOW_CONN_ATTUNE_AIRFLOW_API ] || [ "$name" = AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE ] ||
+          settings+=("$name=${!name}")
         ;;
     esac
   done
@@ -402,6 +471,7 @@ cmd_start() {
       case "$name" in
         api-server) ports+=("$ATTUNE_CLUSTER_PORT") ;;
         triggerer) ports+=("$ATTUNE_CLUSTER_LOG_PORT") ;;
+        worker-confidential) ports+=("$(confidential_log_port)") ;;
         worker-*) ports+=("$((ATTUNE_CLUSTER_LOG_PORT + ${name#worker-}))") ;;
       esac
     done
@@ -424,6 +494,12 @@ cmd_start() {
       case "$name" in
         api-server) launch "$name" airflow api-server --host 127.0.0.1 --port "$ATTUNE_CLUSTER_PORT" ;;
         scheduler | dag-processor | triggerer) launch "$name" airflow "$name" ;;
+        worker-confidential) # its queue only; the secrets of ATTUNE_CLUSTER_CONFIDENTIAL_ENV
+          launch ${ATTUNE_CLUSTER_CONFIDENTIAL_ENV:+--env-file "$ATTUNE_CLUSTER_CONFIDENTIAL_ENV"} \
+            "$name" env AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$(confidential_log_port)" \
+            airflow celery worker --concurrency "$ATTUNE_CLUSTER_CONCURRENCY" \
+            --celery-hostname "wc@%h" --queues "$(confidential_queue)"
+          ;;
         worker-*)
           k="${name#worker-}"
           launch "$name" env AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((ATTUNE_CLUSTER_LOG_PORT + k))" \
@@ -476,20 +552,23 @@ cmd_status() {
       state=dead
       all=3
     fi
-    printf '%-14s %-8s %s\n' "$name" "${pid:--}" "$state" >&3
+    case "$name" in
+      worker-confidential) printf '%-20s %-8s %s\n' "$name" "${pid:--}" "$state (queue $(confidential_queue) only)" >&3 ;;
+      *) printf '%-20s %-8s %s\n' "$name" "${pid:--}" "$state" >&3 ;;
+    esac
   done
   local health
   health="$(py health 2>/dev/null)" || true
-  printf '%-14s %-8s %s\n' api "$ATTUNE_CLUSTER_PORT" "${health:-not answering} (http://127.0.0.1:$ATTUNE_CLUSTER_PORT)" >&3
+  printf '%-20s %-8s %s\n' api "$ATTUNE_CLUSTER_PORT" "${health:-not answering} (http://127.0.0.1:$ATTUNE_CLUSTER_PORT)" >&3
   local who
   who=external
   [ ! -f "$RUN/postgresql.started" ] || who="started by cluster.sh"
   if pg_up; then state=reachable; else state="NOT reachable"; fi
-  printf '%-14s %-8s %s\n' postgresql "$ATTUNE_CLUSTER_PG_PORT" "$state ($who, database $ATTUNE_CLUSTER_DB)" >&3
+  printf '%-20s %-8s %s\n' postgresql "$ATTUNE_CLUSTER_PG_PORT" "$state ($who, database $ATTUNE_CLUSTER_DB)" >&3
   who=external
   [ ! -f "$RUN/redis.started" ] || who="started by cluster.sh"
   if redis_up; then state=reachable; else state="NOT reachable"; fi
-  printf '%-14s %-8s %s\n' redis "$ATTUNE_CLUSTER_REDIS_PORT" "$state ($who)" >&3
+  printf '%-20s %-8s %s\n' redis "$ATTUNE_CLUSTER_REDIS_PORT" "$state ($who)" >&3
   exit "$all"
 }
 

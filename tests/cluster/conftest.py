@@ -23,6 +23,10 @@ from tests.support import REPO
 SCRIPT = REPO / "scripts" / "cluster.sh"
 PackWriter = Callable[[Path], None]
 CLUSTER_PACKS: list[PackWriter] = []  # each cluster test module registers its packs here
+# NAME -> VALUE given to the confidential worker alone (cluster.sh's ATTUNE_CLUSTER_CONFIDENTIAL_ENV
+# file, written before the cluster starts); each cluster test module adds the ones it needs
+CLUSTER_CONFIDENTIAL_ENV: dict[str, str] = {}
+CONFIDENTIAL_QUEUE = "attune-confidential"  # the queue cluster.sh's worker-confidential consumes
 PARSE_INTERVAL = 10  # [dag_processor] min_file_process_interval of the test cluster, seconds
 
 
@@ -70,6 +74,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     packs.mkdir()
     for write in CLUSTER_PACKS:
         write(packs)
+    confidential_env = root / "confidential.env"  # outside the cluster's home: only cluster.sh reads it
+    confidential_env.touch(mode=0o600)
+    confidential_env.write_text(
+        "# the confidential worker's own variables (cluster.sh ATTUNE_CLUSTER_CONFIDENTIAL_ENV)\n"
+        + "".join(f"{name}={value}\n" for name, value in CLUSTER_CONFIDENTIAL_ENV.items())
+    )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ATTUNE", "PYTEST"))}
     env.update(
@@ -82,6 +92,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             # may restart the broker without touching the machine's
             "ATTUNE_CLUSTER_REDIS_PORT": str(free_port()),
             "ATTUNE_CLUSTER_PARSE_INTERVAL": str(PARSE_INTERVAL),
+            "ATTUNE_CLUSTER_CONFIDENTIAL_ENV": str(confidential_env),
         }
     )
     airflow = Cluster(root, port, env)
