@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     from attune_provider.cli.shards import add_shards_parser
 
     add_shards_parser(commands)
+    from attune_provider.cli.init_dags import add_init_dags_parser
+
+    add_init_dags_parser(commands)
     return parser
 
 

@@ -1,0 +1,34 @@
+"""`attune-airflow init-dags DIR`: the DAG files a wheel user installs without a clone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attune_provider.cli import main
+from tests.support import REPO
+
+
+def test_it_writes_the_two_dag_files_of_the_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "dags"
+    assert main(["init-dags", str(target)]) == 0
+    for name in ("attune_dags.py", "attune_errors.py"):
+        assert (target / name).read_text() == (REPO / "dags" / name).read_text()
+    assert main(["init-dags", str(target)]) == 0  # the same content again: nothing to refuse
+    assert capsys.readouterr().out.count("wrote ") == 4
+
+
+def test_a_file_of_the_same_name_with_other_content_is_kept_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = tmp_path / "attune_dags.py"
+    mine.write_text("# my own DAG file\n")
+    assert main(["init-dags", str(tmp_path)]) == 1
+    assert mine.read_text() == "# my own DAG file\n"
+    assert "exists with other content (use --force to replace it)" in capsys.readouterr().err
+    assert (tmp_path / "attune_errors.py").exists()  # the other one is written
+    assert main(["init-dags", str(tmp_path), "--force"]) == 0
+    assert mine.read_text() == (REPO / "dags" / "attune_dags.py").read_text()
