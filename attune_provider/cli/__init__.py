@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a parameter (VALUE as JSON if it parses)",
+        help="a parameter (VALUE read by its declared type: text for a string, else JSON)",
     )
     run.add_argument("--json", action="store_true", help="print one JSON object on standard output")
     run.set_defaults(handler=run_command)

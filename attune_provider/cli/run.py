@@ -34,6 +34,7 @@ from typing import Any
 from attune_provider import settings
 from attune_provider.cli.run_report import Console, TaskWatcher, flush_std, log_path_for, redirected
 from attune_provider.exceptions import ParameterError, ValidationError
+from attune_provider.language.parameters import value_from_text
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.local_run import (
     RunResult,
@@ -65,27 +66,22 @@ class NotStarted(Exception):
 # -- arguments -----------------------------------------------------------------------------
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_value(text: str) -> Any:
-    """VALUE of `-p NAME=VALUE`: JSON when it parses as JSON (NaN/Infinity do not), else the string."""
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except ValueError:
-        return text
-
-
-def parse_params(values: Sequence[str]) -> dict[str, Any]:
-    """`NAME=VALUE` strings as a mapping; a later NAME wins. UsageError without `=` or NAME."""
-    params: dict[str, Any] = {}
+def parse_params(values: Sequence[str]) -> dict[str, str]:
+    """`NAME=VALUE` strings as a mapping of texts; a later NAME wins. UsageError without `=`
+    or NAME. Each text is read by its parameter's type once the workflow is known."""
+    params: dict[str, str] = {}
     for raw in values:
         name, sep, text = raw.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"argument -p/--param: expected NAME=VALUE, got {raw!r}")
-        params[name.strip()] = parse_value(text)
+        params[name.strip()] = text
     return params
+
+
+def typed_params(plan: WorkflowPlan, texts: Mapping[str, str]) -> dict[str, Any]:
+    """Each `-p` text read by the declared type of its parameter (LANGUAGE.md section 6)."""
+    declared = plan.workflow.parameters
+    return {name: value_from_text(text, declared.get(name)) for name, text in texts.items()}
 
 
 def _parameter_problem(plan: WorkflowPlan, exc: ParameterError) -> str:
@@ -115,6 +111,7 @@ def prepare(args: argparse.Namespace) -> tuple[WorkflowPlan, dict[str, Any]]:
         if any(problem.message.startswith("unknown workflow") for problem in exc.problems):
             lines.append(f"{PROG} run: hint: `{PROG} validate` lists the problems of every pack")
         raise NotStarted(lines)
+    params = typed_params(plan, params)
     try:
         check_parameters(plan, params)
     except ParameterError as exc:

@@ -52,14 +52,24 @@ def _plain(value: Any) -> Any:
 
 
 def _param(name: str, prop: dict[str, Any]) -> Param:
-    """A workflow parameter as a typed Airflow Param (the trigger form's field)."""
+    """A workflow parameter as a typed Airflow Param (the trigger form's field).
+
+    A `secret: true` parameter is a password field, and its default stays out of the DAG
+    (the serialized DAG is stored in clear): the field starts empty, and a run triggered
+    without a value gets the workflow's default when its tasks check the parameters
+    (`WorkflowPlan.withheld_defaults`).
+    """
+    secret = prop.get("secret") is True
     prop = _plain(prop)
     schema = property_schema(prop)
     schema.pop("default", None)
-    default = prop["default"] if has_default(prop) else NOTSET
-    if not is_required(prop) and default is NOTSET:
+    withheld = secret and has_default(prop)
+    default = prop["default"] if has_default(prop) and not withheld else NOTSET
+    if (withheld or not is_required(prop)) and default is NOTSET:
         default = None
         schema = nullable(schema)
+    if secret:
+        schema["format"] = "password"
     schema.setdefault("title", name)
     return Param(default, **schema)
 

@@ -180,7 +180,7 @@ class Task(Node):
         return self.loc(key, index) if isinstance(raw, list) else self.loc(key)
 
 
-SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+SECRET_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")  # fullmatch: a final newline is refused too
 DEFAULT_SECRET_NAMESPACE = "main"
 
 
@@ -193,7 +193,7 @@ class SecretDeclaration(Node):
     @field_validator("key", "namespace")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not SECRET_NAME_PATTERN.match(value):
+        if not SECRET_NAME_PATTERN.fullmatch(value):
             raise ValueError(f"'{value}' must match ^[A-Za-z0-9_]+$")
         return value
 

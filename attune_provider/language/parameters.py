@@ -9,6 +9,7 @@ triggered from Airflow with bad parameters stops the same way.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,9 @@ import jsonschema
 from attune_provider.exceptions import ParameterError
 
 INLINE_KEYWORDS = ("required", "secret")  # Attune's additions to a property's JSON Schema
+# `format` checked as Airflow's Param checks it (the trigger form), so the command line and
+# the task refuse what the form refuses
+FORMAT_CHECKER = jsonschema.FormatChecker()
 
 
 def is_required(prop: Any) -> bool:
@@ -87,16 +91,19 @@ def with_defaults(schema: Mapping[str, Any], values: Mapping[str, Any]) -> dict[
     return result
 
 
-def _quoted_key(error: jsonschema.ValidationError) -> str | None:
-    """The key a `required` or `additionalProperties` message quotes."""
-    return str(error.message.split("'")[1]) if "'" in error.message else None
+def _missing(error: jsonschema.ValidationError) -> list[str]:
+    """The required keys a `required` error found missing (from its fields, not its text)."""
+    instance = error.instance if isinstance(error.instance, Mapping) else {}
+    wanted = error.validator_value if isinstance(error.validator_value, list) else []
+    return [str(key) for key in wanted if key not in instance] or ["?"]
 
 
 def _describe(error: jsonschema.ValidationError, what: str) -> str:
     """One error, naming the entry (and, inside one, the dotted path of the key)."""
     path = [str(step) for step in error.path]
     if error.validator == "required":
-        return f"missing required {what} '{'.'.join([*path, _quoted_key(error) or '?'])}'"
+        missing = ", ".join(f"'{'.'.join([*path, key])}'" for key in _missing(error))
+        return f"missing required {what} {missing}"
     if error.validator == "additionalProperties":
         schema = error.schema if isinstance(error.schema, Mapping) else {}
         extras = sorted(set(error.instance or ()) - set(schema.get("properties", {})))  # type: ignore[arg-type]
@@ -110,8 +117,39 @@ def check_values(
 ) -> dict[str, Any]:
     """Apply defaults and validate; raise ParameterError naming every offending entry."""
     full = with_defaults(schema, values)
-    validator = jsonschema.Draft202012Validator(dict(schema))
+    validator = jsonschema.Draft202012Validator(dict(schema), format_checker=FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(full), key=lambda e: (list(e.path), e.message))
     if errors:
         raise ParameterError("; ".join(_describe(e, what) for e in errors))
     return full
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError:
+        return text
+
+
+def _only_strings(prop: Any) -> bool:
+    kind = prop.get("type") if isinstance(prop, Mapping) else None
+    kinds = [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else []
+    named = [k for k in kinds if k != "null"]
+    return bool(named) and all(k == "string" for k in named)
+
+
+def value_from_text(text: str, prop: Any) -> Any:
+    """A value given as text (`-p NAME=VALUE`) read by its parameter's declared type: for a
+    `string` parameter the text as given (a JSON string literal such as `"42"` decoded), for
+    any other type (or an undeclared name) JSON, else the text as given."""
+    if _only_strings(prop):
+        if text.startswith('"'):
+            decoded = _json_or_text(text)
+            if isinstance(decoded, str):
+                return decoded
+        return text
+    return _json_or_text(text)

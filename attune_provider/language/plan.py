@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from attune_provider.language.catalog import Catalog, WorkflowEntry
 from attune_provider.language.models import Task, Workflow
-from attune_provider.language.parameters import parameters_schema, secret_names
+from attune_provider.language.parameters import has_default, parameters_schema, secret_names
 from attune_provider.language.routing import Graph
 from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
 from attune_provider.language.templates.render import NotConstant, constant
@@ -229,6 +229,12 @@ class WorkflowPlan:
     @cached_property
     def secret_parameters(self) -> frozenset[str]:
         return secret_names(self.workflow.parameters)
+
+    @cached_property
+    def withheld_defaults(self) -> frozenset[str]:
+        """Secret parameters whose default the DAG's Param does not hold (compiler.py): an
+        empty value for one of them (the trigger form's) means "not given"."""
+        return frozenset(n for n in self.secret_parameters if has_default(self.workflow.parameters[n]))
 
 
 def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:

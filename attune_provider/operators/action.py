@@ -55,7 +55,7 @@ class AttuneTaskOperator(ActionRunMixin, RendersInput):
         try:
             if ready.error is not None:
                 raise ready.error
-            result = self.call_action(self.plan.actions.get(self.task_name), self.input, self.spec.timeout)
+            result = self.call_action(self.plan.actions.get(self.task_name), ready.input, self.spec.timeout)
             self.succeed(context, scope, vars_, result)
         except FAILURES as exc:
             self.fail(context, exc, timeout=self.spec.timeout, scope=scope)

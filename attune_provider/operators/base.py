@@ -253,6 +253,7 @@ class Prepared(NamedTuple):
     scope: dict[str, Any]
     vars: Mapping[str, Any]
     error: TemplateRenderError | None  # the input could not be rendered
+    input: Any = None  # the rendered input, secrets in clear (`self.input` is what the UI shows)
 
 
 class RendersInput(AttuneOperator):
@@ -275,13 +276,14 @@ class RendersInput(AttuneOperator):
         self.verify_definition()
         builder = self.scope_builder(context)
         scope, vars_ = self.open_gate(context, builder)
-        error = None
+        error, rendered = None, None
         try:
-            self.input = render(dict(self.spec.input), self.input_scope(context, scope))
-            mask_inputs(self.plan.actions.get(self.task_name), self.input)
+            rendered = render(dict(self.spec.input), self.input_scope(context, scope))
+            mask_inputs(self.plan.actions.get(self.task_name), rendered)
+            self.input = redact_secrets(rendered)  # recorded as the rendered field: numbers too
         except TemplateRenderError as exc:
             error = exc
-        self._prepared = Prepared(scope, vars_, error)
+        self._prepared = Prepared(scope, vars_, error, rendered)
 
     def input_scope(self, context: Any, scope: dict[str, Any]) -> dict[str, Any]:
         """The scope `input` renders in (a with_items execution adds `item` and `index`)."""

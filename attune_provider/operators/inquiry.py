@@ -114,11 +114,12 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
 
     def _question(self, scope: dict[str, Any]) -> Question:
         """Render the input and check it against `core.inquiry`'s parameters."""
-        self.input = render(dict(self.spec.input), scope)
+        rendered = render(dict(self.spec.input), scope)
+        self.input = redact_secrets(rendered)  # recorded as the rendered field after execution
         action = self.plan.actions.get(self.task_name)
-        if not isinstance(self.input, dict) or action is None:
+        if not isinstance(rendered, dict) or action is None:
             raise ParameterError("task input must render to a mapping")
-        params = check_values(action.input_schema, self.input, what="input")
+        params = check_values(action.input_schema, rendered, what="input")
         prompt = params.get("prompt") or f"{self.plan.ref}: {self.task_name}"
         return Question(str(prompt), answer_schema(params.get("schema")), params.get("auto_answer"))
 

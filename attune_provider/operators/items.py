@@ -90,7 +90,8 @@ class ItemsOperator(AttuneOperator):
             )
             self.report_failure(context, Status.FAILED, {"type": "TooManyItems", "message": message})
             raise AttuneTaskFailed(message)
-        context["ti"].xcom_push(key="items", value={"total_count": len(items), "executions": len(calls)})
+        counts = {"total_count": len(items), "executions": len(calls)}
+        context["ti"].xcom_push(key="items", value=self.stored(counts))
         return stored_calls(self.plan, calls)
 
 
@@ -188,4 +189,4 @@ class MappedItemOperator(ExecutionMixin, RendersInput):
         ready = self.prepared(context)
         if ready.error is not None:  # the task's failure, as in the `items` step (no index)
             self.fail(context, ready.error, final=True)
-        return self.run_execution(context, context["ti"].map_index, self.input, push_success=False)
+        return self.run_execution(context, context["ti"].map_index, ready.input, push_success=False)

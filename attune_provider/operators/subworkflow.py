@@ -33,9 +33,9 @@ class SubworkflowInputOperator(RendersInput):
         try:
             if ready.error is not None:
                 raise ready.error
-            if not isinstance(self.input, dict):
+            if not isinstance(ready.input, dict):
                 raise ParameterError("task input must render to a mapping")
-            return self.stored(check_values(child.params_schema, self.input))
+            return self.stored(check_values(child.params_schema, ready.input))
         except TemplateRenderError as exc:
             self.fail(context, exc)
         except ParameterError as exc:

@@ -232,3 +232,35 @@ def test_a_definition_changed_after_the_parse_stops_the_task(
     assert result.tasks["call"].status == "failed"  # the first task: before anything ran
     assert "definition changed: the files of workflow v.rotate changed since its DAG was parsed" in logged
     assert "exfiltrated" not in logged and API_KEY not in logged
+
+
+def test_a_look_alike_letter_does_not_get_kv_past_the_refusal(
+    run: Callable[..., RunResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow's environment backend upper-cases a Variable's name: `ſ` (long s) becomes `S`."""
+    monkeypatch.setenv("AIRFLOW_VAR_ATTUNE_SECRET__MAIN__API_KEY", API_KEY)
+    workflow = """
+ref: t.lookalike
+tasks:
+  - name: read
+    action: core.echo
+    input:
+      message: "{{ kv.get('attune_\u017fecret__main__API_KEY') }}"
+"""
+    read = run(workflow, name="lookalike").tasks["read"]
+    assert read.status == "failed" and read.error is not None
+    assert "holds a declared secret" in read.error["message"] and API_KEY not in str(read.error)
+
+
+def test_a_plain_subworkflow_of_a_confidential_run_cannot_use_kv_get_secret(
+    run: Callable[..., RunResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE", QUEUE)
+    monkeypatch.setenv("AIRFLOW_VAR_SOME_TOKEN", "token-value-0099")
+    child = "ref: t.child\ntasks:\n  - name: read\n    action: core.echo\n"
+    child += "    input: {message: \"{{ kv.get_secret('some_token') }}\"}\n"
+    parent = "ref: t.parent\nattributes: {confidential: true}\ntasks:\n  - name: call\n    action: t.child\n"
+    result = run(parent, files={"workflows/child.yaml": child}, name="parent")
+    assert result.status == "failed"
+    read = result.xcom("call.read", "attune")  # the child's task's outcome (unsealed)
+    assert read["status"] == "failed" and "kv.get_secret('some_token') is refused" in read["error"]["message"]

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from attune_provider.cli.run import UsageError, parse_params, parse_value
+from attune_provider.cli.run import UsageError, parse_params
+from attune_provider.language.parameters import value_from_text
 from tests.integration.conftest import write_pack
 
 COMPUTE_META = """
@@ -52,6 +53,7 @@ OK_WORKFLOW = """
       n: {type: integer, required: true}
       s: {type: string, default: x}
       level: {type: string, enum: [low, high], default: low}
+      day: {type: string, format: date, default: "2026-01-31"}
     vars:
       doubled: null
     tasks:
@@ -150,29 +152,41 @@ def json_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 # --- VALUE parsing ---------------------------------------------------------------------------
 
 
+NUMBER = {"type": "integer"}
+TEXT = {"type": "string"}
+OPTIONAL_TEXT = {"type": ["string", "null"]}
+
+
 @pytest.mark.parametrize(
-    ("text", "value"),
+    ("text", "prop", "value"),
     [
-        ("5", 5),
-        ("2.5", 2.5),
-        ("abc", "abc"),
-        ('"5"', "5"),
-        ("true", True),
-        ("null", None),
-        ("[1, 2]", [1, 2]),
-        ('{"a": 1}', {"a": 1}),
-        ("", ""),
-        ("NaN", "NaN"),
-        ("a=b", "a=b"),
+        ("5", NUMBER, 5),
+        ("2.5", {"type": "number"}, 2.5),
+        ("true", {"type": "boolean"}, True),
+        ("null", NUMBER, None),
+        ("[1, 2]", {"type": "array"}, [1, 2]),
+        ('{"a": 1}', {"type": "object"}, {"a": 1}),
+        ("abc", NUMBER, "abc"),  # not JSON: the text, which the check then refuses
+        ("NaN", NUMBER, "NaN"),
+        ("1", TEXT, "1"),  # a string parameter takes the text as given
+        ("1.0", TEXT, "1.0"),
+        ("true", OPTIONAL_TEXT, "true"),
+        ("null", TEXT, "null"),
+        ('"42"', TEXT, "42"),  # a JSON string literal is decoded
+        ('"unterminated', TEXT, '"unterminated'),
+        ("[1]", TEXT, "[1]"),
+        ("", TEXT, ""),
+        ("a=b", TEXT, "a=b"),
+        ("7", None, 7),  # an undeclared name: JSON (the check names it unknown)
     ],
 )
-def test_value_is_json_when_it_parses(text: str, value: Any) -> None:
-    assert parse_value(text) == value
-    assert type(parse_value(text)) is type(value)
+def test_a_value_is_read_by_its_parameter_s_declared_type(text: str, prop: Any, value: Any) -> None:
+    read = value_from_text(text, prop)
+    assert read == value and type(read) is type(value)
 
 
 def test_params_split_at_the_first_equals_sign() -> None:
-    assert parse_params(["n=5", "s=abc", "q=a=b", "n=6"]) == {"n": 6, "s": "abc", "q": "a=b"}
+    assert parse_params(["n=5", "s=abc", "q=a=b", "n=6"]) == {"n": "6", "s": "abc", "q": "a=b"}
     for bad in ("n", "=5"):
         with pytest.raises(UsageError, match="NAME=VALUE"):
             parse_params([bad])
@@ -182,14 +196,14 @@ def test_params_split_at_the_first_equals_sign() -> None:
 
 
 def test_json_success(airflow_db: None, workdir: Path) -> None:
-    proc = attune(workdir, "rc.ok", "-p", "n=5", "-p", "s=abc", "--json")
+    proc = attune(workdir, "rc.ok", "-p", "n=5", "-p", "s=1", "--json")  # a string parameter: "1"
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json_result(proc)
     assert result["workflow"] == "rc.ok"
     assert result["status"] == "succeeded"
     assert result["tasks"] == {"compute": "succeeded", "say": "succeeded"}
     assert result["vars"] == {"doubled": 10}
-    assert result["output"] == {"n": 5, "s": "abc", "doubled": 10, "said": "abc-10"}
+    assert result["output"] == {"n": 5, "s": "1", "doubled": 10, "said": "1-10"}
     assert type(result["output"]["n"]) is int
     # what the action and its child process printed went to standard error, like Airflow's logs
     assert "ACTION-STDOUT-MARKER" in proc.stderr
@@ -256,11 +270,11 @@ def test_readable_failure(airflow_db: None, workdir: Path) -> None:
         (["rc.ok", "-p", "n=abc"], PARAMS_AT + r".*parameter 'n': 'abc' is not of type 'integer'"),
         (["rc.ok", "-p", "n=1", "-p", "level=medium"], PARAMS_AT + r".*parameter 'level': 'medium'"),
         (["rc.ok", "-p", "n=1", "-p", "colour=red"], PARAMS_AT + r".*unknown parameter 'colour'"),
-        (["rc.ok", "-p", "n=1", "-p", "s=5"], PARAMS_AT + r".*parameter 's': 5 is not of type 'string'"),
+        (["rc.ok", "-p", "n=1", "-p", "day=2026-02-30"], PARAMS_AT + r".*'2026-02-30' is not a 'date'"),
         (["rc.ok", "-p", "n"], r"expected NAME=VALUE, got 'n'"),
         (["rc.nope"], r"^packs:1:1: error: unknown workflow 'rc\.nope'"),
     ],
-    ids=["missing", "wrong-type", "enum", "undeclared", "json-number-for-string", "no-equals", "unknown"],
+    ids=["missing", "wrong-type", "enum", "undeclared", "format-date", "no-equals", "unknown"],
 )
 def test_could_not_start(workdir: Path, args: list[str], expected: str) -> None:
     for extra in ([], ["--json"]):

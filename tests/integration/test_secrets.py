@@ -259,3 +259,49 @@ def test_a_secret_of_several_lines_is_masked_line_by_line(airflow_db: None, tmp_
     for line in LINES:
         assert line not in proc.stdout + proc.stderr
     assert "[stdout] ***" in proc.stderr and "printed ***" in proc.stderr
+
+
+WITHHELD = """
+    ref: t.withheld
+    parameters:
+      api_key: {type: string, secret: true, default: sk-default-5c4b3a}
+    tasks:
+      - name: use
+        action: core.echo
+        input: {message: "{{ parameters.api_key | length }}"}
+"""
+
+
+@pytest.mark.parametrize("conf", [{}, {"api_key": None}], ids=["not-given", "empty-form-field"])
+def test_a_secret_parameter_s_default_withheld_from_the_dag_applies_when_its_tasks_run(
+    airflow_db: None, tmp_path: Path, conf: dict[str, Any]
+) -> None:
+    from attune_provider.local_run import prepare_environment, resolve, run_plan
+
+    packs = tmp_path / "packs"
+    write_pack(packs, "t", {"workflows/withheld.yaml": WITHHELD})
+    prepare_environment([packs])
+    result = run_plan(resolve("t.withheld", [packs]), conf)  # as the trigger form sends it
+    assert result.status == "succeeded"
+    assert result.xcom("use") == {"message": len("sk-default-5c4b3a")}
+
+
+def test_a_secret_turned_into_a_number_is_not_recorded_as_a_rendered_field(
+    run: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_ATTUNE_TEST_PIN", "98765432")
+    workflow = """
+    ref: t.pin
+    tasks:
+      - name: use
+        action: core.echo
+        input: {message: "{{ kv.get_secret('attune_test_pin') | int }}"}
+    """
+    result = run(workflow, name="pin")
+    assert result.status == "succeeded" and result.xcom("use") == {"message": "***"}
+    path = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(path) as db:
+        query = "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = 't.pin'"
+        rows = db.execute(query).fetchall()
+    assert rows and all("98765432" not in str(row) for row in rows), rows
+    assert any('"message": "***"' in str(row[0]) for row in rows), rows

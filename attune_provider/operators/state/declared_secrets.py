@@ -4,17 +4,20 @@ A declared secret is read at run time (never at parse time) from Airflow's secre
 backend as the Variable `attune_secret__<namespace>__<key>`, when a template first reads
 it, and masked at once. Reading a key the workflow did not declare, or any
 `attune_secret__` Variable through `kv`, fails the task with a message that names the key
-and never a value. A workflow that declares secrets or is confidential cannot use
-`kv.get_secret` at all: its secrets are the ones it declares (LANGUAGE.md section 10).
+and never a value. A workflow that declares secrets, or runs in a confidential run (a
+plain subworkflow of a confidential one too), cannot use `kv.get_secret` at all: its
+secrets are the ones it declares (LANGUAGE.md section 10).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.plan import WorkflowPlan
+from attune_provider.operators.state.sealed import run_plan
 from attune_provider.operators.state.secrets import mask
 
 SECRET_VARIABLE = "attune_secret__{namespace}__{key}"
@@ -68,8 +71,16 @@ class DeclaredSecrets(Mapping[str, Any]):
         return len(self._namespaces)
 
 
+def _spellings(key: str) -> set[str]:
+    """`key` as secrets backends may look it up: Airflow's environment backend upper-cases it
+    (`ſ` becomes `S`), others may fold or normalise it."""
+    text = str(key)
+    folded = {text, text.upper(), text.lower(), unicodedata.normalize("NFKC", text)}
+    return {form.casefold() for form in folded} | {form.upper().casefold() for form in folded}
+
+
 def _refuse_declared(key: str) -> None:
-    if str(key).lower().startswith(_SECRET_PREFIX):
+    if any(form.startswith(_SECRET_PREFIX) for form in _spellings(key)):
         raise SecretRefused(
             f"Variable '{key}' holds a declared secret: read it as secrets.<key> in a workflow "
             "that declares it in 'attributes.secrets'"
@@ -81,7 +92,7 @@ class KeyValue:
 
     def __init__(self, plan: WorkflowPlan) -> None:
         self._ref = plan.ref
-        self._declares = plan.confidential or bool(plan.workflow.attributes.secrets)
+        self._declares = run_plan(plan).confidential or bool(plan.workflow.attributes.secrets)
 
     def get(self, key: str, default: Any = None) -> Any:
         from airflow.sdk import Variable

@@ -116,7 +116,9 @@ def _given_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[st
     declared = plan.workflow.parameters
     values = {k: v for k, v in params.items() if k in declared}
     values.update(conf)
-    given = {k: v for k, v in values.items() if not (v is None and k in declared and k not in conf)}
+    unset = {k for k, v in values.items() if v is None and k in declared}
+    unset -= set(conf) - plan.withheld_defaults  # a null given stays (an empty secret field does not)
+    given = {k: v for k, v in values.items() if k not in unset}
     return check_values(plan.params_schema, given)
 
 

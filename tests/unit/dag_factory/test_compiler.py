@@ -138,6 +138,8 @@ PARAMETERS = """
       mood: {type: string, enum: [happy, sad]}
       times: {type: integer, default: 2, minimum: 1}
       token: {type: string, secret: true}
+      api_key: {type: string, secret: true, default: sk-default-7f3e2a}
+      day: {type: string, format: date, default: "2026-01-31"}
       settings: {type: object, default: {retries: [1, 2]}}
     tasks:
       - {name: a, action: core.noop}
@@ -161,8 +163,18 @@ def test_parameters_become_typed_params_of_the_trigger_form(packs: PackWriter) -
         times.resolve(value=0)  # the rest of the schema is kept
     token = params.get_param("token")
     assert token.resolve() is None and "secret" not in token.schema and "required" not in who.schema
+    assert token.schema["format"] == "password"  # a password field in the form
+    api_key = params.get_param("api_key")  # its default stays out of the (serialized) DAG
+    assert api_key.resolve() is None and api_key.schema["format"] == "password"
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    serialized = json.dumps(DagSerialization.to_dict(build_dag(plan_of(packs, PARAMETERS))))
+    assert "sk-default-7f3e2a" not in serialized
+    day = params.get_param("day")  # `format` is checked as everywhere else
+    with pytest.raises(ParamValidationError):
+        day.resolve(value="2026-02-30")
     assert {name: params.get_param(name).schema["title"] for name in params} == {
-        name: name for name in ("who", "mood", "times", "token", "settings")
+        name: name for name in ("who", "mood", "times", "token", "api_key", "day", "settings")
     }
     settings = params.get_param("settings").value  # plain data: no YAML positions to deep-copy
     assert type(settings) is dict and type(settings["retries"]) is list and settings == {"retries": [1, 2]}
