@@ -58,6 +58,7 @@ ALL = {"workflows/child.yaml": CHILD, "workflows/parent.yaml": PARENT, "workflow
         ("{confidential: true, secrets: [{namespace: main}]}", "2:44", "missing required key"),
         ("{confidential: true, secrets: [{key: API-KEY}]}", "2:50", "must match ^[A-Za-z0-9_]+$"),
         ("{confidential: true, secrets: [{key: K, namespace: a.b}]}", "2:64", "must match"),
+        ('{confidential: true, secrets: [{key: "API_KEY\\n"}]}', "2:50", "must match"),  # a final newline
         ("{confidential: true, secrets: [{key: K}, {key: K, namespace: x}]}", "2:54", "K declared twice"),
     ],
 )
