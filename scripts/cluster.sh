@@ -2,7 +2,7 @@
 # A complete Airflow 3.3 deployment on this machine, from the repository's .venv:
 # PostgreSQL metadata database, CeleryExecutor with Redis as broker (results in PostgreSQL),
 # api-server, scheduler, dag-processor, triggerer, N shared Celery workers and one confidential
-# worker, loading the packs.
+# worker (with ATTUNE_CLUSTER_SHARDS, a shard heartbeat beside each shared worker), loading the packs.
 #
 #   bash scripts/cluster.sh start    # start (or find running), wait until healthy, print api/user/password
 #   bash scripts/cluster.sh status   # one line per process, API health; exit 0 all running, 3 otherwise
@@ -13,7 +13,11 @@
 #   ATTUNE_CLUSTER_PORT         API server on 127.0.0.1:PORT                      (8080)
 #   ATTUNE_CLUSTER_WORKERS      number of shared Celery workers worker-1..N       (2)
 #   ATTUNE_CLUSTER_CONCURRENCY  task slots per worker (--concurrency)             (4)
-#   ATTUNE_CLUSTER_SHARDS       optional: shard queues the shared workers also listen on (unset)
+#   ATTUNE_CLUSTER_SHARDS       optional: N shards (docs/shards.md): every process gets
+#                               AIRFLOW__ATTUNE__SHARDS=N, the shared workers also listen on
+#                               the shard queues, each beside a heartbeat (below)  (unset: off)
+#   ATTUNE_CLUSTER_SHARD_TIMEOUT  with ATTUNE_CLUSTER_SHARDS: every process gets
+#                               AIRFLOW__ATTUNE__SHARD_TIMEOUT=this, seconds      (60)
 #   ATTUNE_CLUSTER_CONFIDENTIAL_ENV  optional: a file of NAME=VALUE lines exported into the
 #                               confidential worker's environment only (below)    (unset)
 #   ATTUNE_CLUSTER_DB           PostgreSQL database, created when missing         (attune_cluster)
@@ -48,7 +52,24 @@
 # its confidential workers on machines (or at least users) of their own.
 # The REST API user `admin` has the password ATTUNE_CLUSTER_ADMIN_PASSWORD of $CH/secrets; the
 # connection attune_airflow_api uses it (a workflow source's pause states: docs/sources.md).
-# `source $ATTUNE_CLUSTER_HOME/env` gives a shell the cluster's settings (e.g. for `airflow dags list`).
+# Shards (docs/shards.md). With ATTUNE_CLUSTER_SHARDS=N every process gets
+# AIRFLOW__ATTUNE__SHARDS=N and AIRFLOW__ATTUNE__SHARD_TIMEOUT=${ATTUNE_CLUSTER_SHARD_TIMEOUT:-60}
+# (these two win over the same variables given to `start`), so the scheduler routes each
+# Attune run to the queue attune-shard-<i> of its workflow's shard. Shared worker K also
+# consumes the shard queues S with S mod WORKERS == K-1 (with fewer shards than workers,
+# shard (K-1) mod N), and for each such S a process `heartbeat-K-S` (log/heartbeat-K-S.log)
+# runs `attune-airflow shards heartbeat --shard S --pid <worker K's pid> --worker wK-shard-S`,
+# launched after worker K: while worker K runs, its shards are live. When worker K dies,
+# its heartbeats end by themselves (their --pid is gone) and the shards stop being live
+# shard_timeout later; `start` launches both again (the worker first; a heartbeat still
+# watching the dead worker's pid is stopped and launched again too). `stop` stops the
+# heartbeats like the rest (a stopped heartbeat removes its row: its shard is not live at
+# once). The confidential worker never consumes a shard queue and has no heartbeat. After
+# `airflow db migrate`, `start` runs `attune-airflow shards status` once, which creates the
+# provider's shard tables before the processes that use them start. Without
+# ATTUNE_CLUSTER_SHARDS there are no heartbeats and no shard queues.
+# `source $ATTUNE_CLUSTER_HOME/env` gives a shell the cluster's settings (e.g. for `airflow dags list`,
+# `attune-airflow shards status`).
 # Only the three lines api/user/password of `start` go to standard output; the rest to stderr.
 #
 # Lost workers. A task's supervisor heartbeats to the API server every
@@ -134,10 +155,14 @@ alive() {
   [ "$1" != Z ] && [ "$1" != X ] && [ "${20}" = "$started" ]
 }
 
+# Every process of the cluster, in launch order (worker K before its heartbeats heartbeat-K-S).
 process_names() {
-  local k
+  local k s
   echo api-server scheduler dag-processor triggerer
-  for ((k = 1; k <= ATTUNE_CLUSTER_WORKERS; k++)); do echo "worker-$k"; done
+  for ((k = 1; k <= ATTUNE_CLUSTER_WORKERS; k++)); do
+    echo "worker-$k"
+    for s in $(worker_shards "$k"); do echo "heartbeat-$k-$s"; done
+  done
   echo worker-confidential
 }
 
@@ -189,24 +214,32 @@ launch() {
   note "started $name (pid $pid, log $LOGS/$name.log)"
 }
 
-# The queues worker K (1-based) consumes.
-worker_queues() {
-  local k="$1" queues="default" s
-  # --- shards (ATTUNE_CLUSTER_SHARDS=N) -----------------------------------------------------
-  # Each worker also listens on shard queues attune-shard-0 .. attune-shard-{N-1}: worker K
-  # takes shards S with S mod WORKERS == K-1 (with fewer shards than workers, shard
-  # (K-1) mod N), so every shard has a worker. A later issue routes tasks to these queues.
-  if [ -n "${ATTUNE_CLUSTER_SHARDS:-}" ]; then
-    if ((ATTUNE_CLUSTER_SHARDS < ATTUNE_CLUSTER_WORKERS)); then
-      queues+=",attune-shard-$(((k - 1) % ATTUNE_CLUSTER_SHARDS))"
-    else
-      for ((s = 0; s < ATTUNE_CLUSTER_SHARDS; s++)); do
-        if ((s % ATTUNE_CLUSTER_WORKERS == k - 1)); then queues+=",attune-shard-$s"; fi
-      done
-    fi
+# The shards worker K (1-based) serves, one a line (none without ATTUNE_CLUSTER_SHARDS):
+# shards S with S mod WORKERS == K-1 (with fewer shards than workers, shard (K-1) mod N), so
+# every shard has a worker.
+worker_shards() {
+  local k="$1" s
+  [ -n "${ATTUNE_CLUSTER_SHARDS:-}" ] || return 0
+  if ((ATTUNE_CLUSTER_SHARDS < ATTUNE_CLUSTER_WORKERS)); then
+    echo "$(((k - 1) % ATTUNE_CLUSTER_SHARDS))"
+  else
+    for ((s = 0; s < ATTUNE_CLUSTER_SHARDS; s++)); do
+      if ((s % ATTUNE_CLUSTER_WORKERS == k - 1)); then echo "$s"; fi
+    done
   fi
-  # --- end of shards ---------------------------------------------------------------------------
+}
+
+# The queues worker K (1-based) consumes: default, and its shards' queues attune-shard-S.
+worker_queues() {
+  local queues="default" s
+  for s in $(worker_shards "$1"); do queues+=",attune-shard-$s"; done
   echo "$queues"
+}
+
+# heartbeat_parts NAME: "K S" of the process heartbeat-K-S.
+heartbeat_parts() {
+  local rest="${1#heartbeat-}"
+  echo "${rest%-*} ${rest##*-}"
 }
 
 # -- settings -------------------------------------------------------------------------------------
@@ -260,6 +293,9 @@ write_env() {
   done
   [ "$workers" -ge 1 ] || die "ATTUNE_CLUSTER_WORKERS must be at least 1"
   [[ "${ATTUNE_CLUSTER_SHARDS:-1}" =~ ^[1-9][0-9]*$ ]] || die "ATTUNE_CLUSTER_SHARDS must be a positive number"
+  local shard_timeout="${ATTUNE_CLUSTER_SHARD_TIMEOUT:-60}"
+  [ -z "${ATTUNE_CLUSTER_SHARDS:-}" ] || [[ "$shard_timeout" =~ ^[1-9][0-9]*$ ]] ||
+    die "ATTUNE_CLUSTER_SHARD_TIMEOUT must be a positive number of seconds"
   [[ "$db" =~ ^[a-z][a-z0-9_]*$ ]] || die "ATTUNE_CLUSTER_DB must match ^[a-z][a-z0-9_]*\$"
   [[ "$confidential_queue" =~ ^[A-Za-z0-9_.-]+$ ]] && [ "$confidential_queue" != default ] &&
     [[ "$confidential_queue" != attune-shard-* ]] ||
@@ -316,12 +352,21 @@ write_env() {
     # the REST API as user admin: how a workflow source's pause states reach existing DAGs (docs/sources.md)
     AIRFLOW_CONN_ATTUNE_AIRFLOW_API="{\"conn_type\": \"http\", \"host\": \"http://127.0.0.1\", \"port\": $port, \"login\": \"admin\", \"password\": \"$ATTUNE_CLUSTER_ADMIN_PASSWORD\"}"
   )
+  if [ -n "${ATTUNE_CLUSTER_SHARDS:-}" ]; then # shards: every process routes (scheduler) and agrees
+    settings+=(
+      ATTUNE_CLUSTER_SHARD_TIMEOUT="$shard_timeout"
+      AIRFLOW__ATTUNE__SHARDS="$ATTUNE_CLUSTER_SHARDS"
+      AIRFLOW__ATTUNE__SHARD_TIMEOUT="$shard_timeout"
+    )
+  fi
   # Attune's and Airflow's own settings given to `start` are kept for every process (workflow sources, metrics...)
   local name
   for name in $(compgen -e); do
     case "$name" in
       ATTUNE_SOURCES | ATTUNE_SOURCES_DIR | ATTUNE_CACHE_DIR | AIRFLOW__ATTUNE__* | AIRFLOW__METRICS__* | AIRFLOW_CONN_*)
         [ "$name" = AIRFLOW_CONN_ATTUNE_AIRFLOW_API ] || [ "$name" = AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE ] ||
+          { [ -n "${ATTUNE_CLUSTER_SHARDS:-}" ] &&
+            { [ "$name" = AIRFLOW__ATTUNE__SHARDS ] || [ "$name" = AIRFLOW__ATTUNE__SHARD_TIMEOUT ]; }; } ||
           settings+=("$name=${!name}")
         ;;
     esac
@@ -458,9 +503,11 @@ cmd_start() {
 
   # Leftovers of processes that died (their sessions), then launch what is not running.
   local -a dead=() ports=()
-  local k
+  local k s
   for name in $(process_names); do
-    if ! alive "$name"; then
+    if ! alive "$name" || { [[ "$name" == heartbeat-* ]] &&
+      read -r k s <<<"$(heartbeat_parts "$name")" && [[ " ${dead[*]} " == *" worker-$k "* ]]; }; then
+      # a heartbeat of a worker launched again watches the old pid: it goes (and comes back) too
       dead+=("$name")
       [ ! -f "$RUN/$name.pid" ] || py reap --grace 5 "$RUN/$name.pid" || true
       rm -f "$RUN/$name.pid"
@@ -482,6 +529,16 @@ cmd_start() {
     if ! (cd "$CH" && timeout "$timeout" "$VENV/bin/airflow" db migrate >>"$LOGS/migrate.log" 2>&1); then
       tail -n 40 "$LOGS/migrate.log"
       die "airflow db migrate failed (log $LOGS/migrate.log)"
+    fi
+    if [ -n "${ATTUNE_CLUSTER_SHARDS:-}" ]; then
+      # The provider creates its shard tables on first use; done here once, before the
+      # heartbeats, scheduler and API server start: processes creating them at the same
+      # moment on a new database collide (CREATE TABLE: duplicate key in pg_type).
+      note "attune-airflow shards status: the shard tables (log $LOGS/migrate.log)"
+      if ! (cd "$CH" && timeout "$timeout" attune-airflow shards status >>"$LOGS/migrate.log" 2>&1); then
+        tail -n 40 "$LOGS/migrate.log"
+        die "attune-airflow shards status failed (log $LOGS/migrate.log)"
+      fi
     fi
     if [ -z "${ATTUNE_CLUSTER_DAGS_FOLDER:-}" ]; then # else the caller's own DAGs folder
       mkdir -p "$CH/dags"
@@ -505,6 +562,11 @@ cmd_start() {
           launch "$name" env AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((ATTUNE_CLUSTER_LOG_PORT + k))" \
             airflow celery worker --concurrency "$ATTUNE_CLUSTER_CONCURRENCY" \
             --celery-hostname "w$k@%h" --queues "$(worker_queues "$k")"
+          ;;
+        heartbeat-*) # after its worker (process_names' order): it stops when that pid is gone
+          read -r k s <<<"$(heartbeat_parts "$name")"
+          launch "$name" attune-airflow shards heartbeat --shard "$s" --pid "$(pid_of "worker-$k")" \
+            --worker "w$k-shard-$s"
           ;;
       esac
     done
@@ -545,7 +607,7 @@ cmd_status() {
     echo "no cluster in $CH (no $ENV_FILE)" >&3
     exit 3
   }
-  local all=0 name pid state
+  local all=0 name pid state k s
   for name in $(process_names); do
     pid="$(pid_of "$name" || true)"
     if alive "$name"; then state=running; else
@@ -554,6 +616,10 @@ cmd_status() {
     fi
     case "$name" in
       worker-confidential) printf '%-20s %-8s %s\n' "$name" "${pid:--}" "$state (queue $(confidential_queue) only)" >&3 ;;
+      heartbeat-*)
+        read -r k s <<<"$(heartbeat_parts "$name")"
+        printf '%-20s %-8s %s\n' "$name" "${pid:--}" "$state (shard $s of worker-$k)" >&3
+        ;;
       *) printf '%-20s %-8s %s\n' "$name" "${pid:--}" "$state" >&3 ;;
     esac
   done

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -76,15 +77,22 @@ def _migrate(connection: Connection) -> None:
         )
 
 
+_LOCK_KEY = 0x41545455  # "ATTU": the advisory lock serialising creation on PostgreSQL
+
+
 def ensure_tables(connection: Connection) -> None:
     """Create (or migrate) the tables, in `connection`'s transaction; once per process and
-    database, cheap afterwards."""
+    database, cheap afterwards. Several processes starting together on a new database
+    (a cluster's heartbeats, schedulers) take turns on PostgreSQL (a transaction-scoped
+    advisory lock), so none fails on another's `CREATE TABLE`."""
     key = str(connection.engine.url)
     if key in _ready:
         return
     with _lock:
         if key in _ready:
             return
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         names = set(inspect(connection).get_table_names())
         if not {t.name for t in metadata.sorted_tables} <= names:
             metadata.create_all(connection, checkfirst=True)

@@ -28,10 +28,15 @@ CLUSTER_PACKS: list[PackWriter] = []  # each cluster test module registers its p
 CLUSTER_CONFIDENTIAL_ENV: dict[str, str] = {}
 CONFIDENTIAL_QUEUE = "attune-confidential"  # the queue cluster.sh's worker-confidential consumes
 PARSE_INTERVAL = 10  # [dag_processor] min_file_process_interval of the test cluster, seconds
+# every Cluster the session fixture started (or tried to): a module that needs a cluster of its
+# own (test_worker_pools) stops them first, to spare the machine; stopping again is a no-op
+STARTED: list[Cluster] = []
 
 
 class Cluster(LiveAirflow):
     """A LiveAirflow whose processes `scripts/cluster.sh` starts and stops."""
+
+    stopped = False  # set by stop(), cleared by start(): a second stop does nothing
 
     def cluster(
         self, command: str, timeout: float = STARTUP_TIMEOUT + 240
@@ -41,6 +46,7 @@ class Cluster(LiveAirflow):
         )
 
     def start(self) -> None:
+        self.stopped = False
         done = self.cluster("start")
         if done.returncode != 0:
             raise AssertionError(f"cluster.sh start failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -59,8 +65,11 @@ class Cluster(LiveAirflow):
             raise AssertionError(f"the cluster is not whole:\n{status.stdout}{status.stderr[-2000:]}")
 
     def stop(self, grace: float = 30.0) -> None:
+        if self.stopped:
+            return
         done = self.cluster("stop", timeout=grace + 120)
         assert done.returncode == 0, done.stderr[-2000:]
+        self.stopped = True
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.root / "home" / "log" / f"{name}.log"
@@ -96,6 +105,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         }
     )
     airflow = Cluster(root, port, env)
+    STARTED.append(airflow)
     try:
         airflow.start()
         airflow.login(60)

@@ -125,3 +125,66 @@ def test_a_batch_of_refs_is_answered_in_one_query(engine: Engine) -> None:
     assert (found.version.number, found.version.shards, found.live) == (1, (0, 1), {0, 1})
     assert {ref: len(pins) for ref, pins in found.pins.items() if pins} == dict.fromkeys(refs[:5], 1)
     assert found.pins[refs[0]][0] == ("r1", assign(refs[0], (0, 1)))
+
+
+def test_processes_creating_the_tables_together_on_a_new_database_take_turns() -> None:
+    import threading
+
+    name = create_database("attune_shards_race")
+    engines = [create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}") for _ in range(4)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(engines))
+
+    def create(engine: Engine) -> None:
+        try:
+            barrier.wait(30)
+            with engine.begin() as connection:
+                tables.ensure_tables(connection)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    tables.forget_ready()
+    # each engine has its own URL object but the same text: forget between them, as separate processes
+    threads = [threading.Thread(target=create, args=(engine,)) for engine in engines]
+    try:
+        original = tables._ready
+        tables._ready = _NeverReady()  # type: ignore[assignment]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        tables._ready = original
+        for engine in engines:
+            engine.dispose()
+        drop_database(name)
+    assert errors == []
+
+
+class _NeverReady(set):  # type: ignore[type-arg]
+    """Each thread acts as a new process: none sees the tables as created by another."""
+
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+def test_a_heartbeat_stops_for_a_zombie_or_a_reused_pid() -> None:
+    import os
+    import time
+
+    from attune_provider.shards.heartbeat import Watched
+
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    watched = Watched(child)
+    deadline = time.monotonic() + 10
+    while watched.alive() and time.monotonic() < deadline:  # exited, not reaped: a zombie
+        time.sleep(0.05)
+    assert not watched.alive()
+    os.waitpid(child, 0)
+    assert not watched.alive()
+    assert Watched(os.getpid()).alive() and Watched(None).alive()
+    me = Watched(os.getpid())
+    me.started = "0"  # the same pid with another start time: another process
+    assert not me.alive()
