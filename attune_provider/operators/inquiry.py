@@ -84,6 +84,8 @@ class Question(NamedTuple):
     prompt: str
     schema: dict[str, Any]
     auto_answer: dict[str, Any] | None = None
+    assigned_users: list[dict[str, str]] | None = None  # Airflow's HITLUser {id, name}
+    notifiers: list[dict[str, Any]] = []  # {notifier: dotted path, args: {...}}
 
     def check(self, given: dict[str, Any]) -> dict[str, Any]:
         """The answer with defaults applied, or ActionFailed naming the offending field."""
@@ -93,6 +95,24 @@ class Question(NamedTuple):
             return check_values(self.schema, answer, what="answer field")
         except ParameterError as exc:
             raise ActionFailed({"type": "InvalidAnswer", "message": str(exc)}) from None
+
+
+def notifier_of(spec: dict[str, Any]) -> Any:
+    """An Airflow notifier from `{notifier: dotted path, args: {...}}` (ParameterError if not)."""
+    from airflow.sdk import BaseNotifier
+    from airflow.sdk.module_loading import import_string
+
+    path = spec["notifier"]
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ParameterError(f"notifier '{path}' does not import: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, BaseNotifier)):
+        raise ParameterError(f"notifier '{path}' is not an Airflow BaseNotifier class")
+    try:
+        return cls(**dict(spec.get("args") or {}))
+    except TypeError as exc:
+        raise ParameterError(f"notifier '{path}' refuses its args: {exc}") from None
 
 
 class InquiryTaskOperator(RendersInput, HITLOperator):
@@ -121,7 +141,15 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
             raise ParameterError("task input must render to a mapping")
         params = check_values(action.input_schema, rendered, what="input")
         prompt = params.get("prompt") or f"{self.plan.ref}: {self.task_name}"
-        return Question(str(prompt), answer_schema(params.get("schema")), params.get("auto_answer"))
+        users = params.get("assigned_users")
+        assigned = [{"id": u["id"], "name": u.get("name") or u["id"]} for u in users] if users else None
+        return Question(
+            str(prompt),
+            answer_schema(params.get("schema")),
+            params.get("auto_answer"),
+            assigned,
+            list(params.get("notifiers") or []),
+        )
 
     def execute(self, context: Any) -> Any:
         builder = self.scope_builder(context)
@@ -136,6 +164,11 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
         self.subject = redact_secrets(question.prompt)
         self.body = f"Workflow `{self.plan.ref}`, task `{self.task_name}`: answer the form and submit."
         self.params = form_fields(question.schema)
+        self.assigned_users = question.assigned_users  # type: ignore[assignment]  # HITLUser is this TypedDict
+        try:
+            self.notifiers = [notifier_of(spec) for spec in question.notifiers]
+        except ParameterError as exc:
+            self._fail(context, scope, exc)
         self.log.info("asking: %s (answer schema %s)", self.subject, question.schema)
         return HITLOperator.execute(self, context)  # writes the request, parks the task
 

@@ -217,3 +217,48 @@ def test_no_answer_within_the_timeout_is_the_outcome_timeout(api: Api, run: Call
     assert result.output["explained"] == "timeout: timeout"
     # Airflow leaves the request unanswered; its task instance is no longer awaiting input
     assert [d["task_instance"]["state"] for d in api.open_requests("t.ask_late")] == ["failed"]
+
+
+ASSIGNED = """
+    ref: t.ask_assigned
+    tasks:
+      - name: ask
+        action: core.inquiry
+        timeout: 90
+        input:
+          prompt: Release?
+          schema: {{type: object, properties: {{ok: {{type: boolean, required: true}}}}}}
+          assigned_users: [{{id: inquirer, name: The inquirer}}]
+          notifiers:
+            - notifier: tests.notifiers.FileNotifier
+              args: {{path: "{path}", note: asked}}
+"""
+
+
+def test_an_inquiry_names_who_may_answer_and_calls_its_notifiers(
+    api: Api, run: Callable[..., Any], tmp_path: Path
+) -> None:
+    from attune_provider.operators.inquiry import answer_deadlines  # imports Airflow: not at collection
+
+    notes = tmp_path / "notes.jsonl"
+    answerer = Answerer(api, "t.ask_assigned", {"ok": True})
+    answerer.start()
+    with answer_deadlines(every=0.5):  # never waits past the task's timeout, answered or not
+        result = run(ASSIGNED.format(path=notes), name="ask_assigned")
+    answerer.join(10)
+    assert answerer.error is None and answerer.status == 200, answerer.error
+    assert answerer.detail is not None
+    assert answerer.detail["assigned_users"] == [{"id": "inquirer", "name": "The inquirer"}]
+    assert result.tasks["ask"].status == "succeeded" and result.output is None
+    assert result.xcom("ask") == {"ok": True}  # its result (a success pushes no outcome of its own)
+    assert [json.loads(line) for line in notes.read_text().splitlines()] == [
+        {"note": "asked", "task_id": "ask", "dag_id": "t.ask_assigned"}
+    ]
+
+
+def test_a_notifier_that_is_not_one_fails_the_inquiry(run: Callable[..., Any], airflow_db: None) -> None:
+    workflow = ASSIGNED.format(path="/dev/null").replace("tests.notifiers.FileNotifier", "json.dumps")
+    result = run(workflow.replace("t.ask_assigned", "t.ask_notifier"), name="ask_notifier")
+    outcome = result.xcom("ask", "attune")
+    assert outcome["status"] == "failed"
+    assert "notifier 'json.dumps' is not an Airflow BaseNotifier class" in outcome["error"]["message"]
