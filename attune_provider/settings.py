@@ -2,8 +2,8 @@
 
 Each setting is looked up in order: an explicit value (the command line), an environment
 variable, the Airflow option in the `[attune]` section, then a default. The Airflow
-option is read from its `AIRFLOW__ATTUNE__<KEY>` variable first, then from Airflow's loaded
-configuration when Airflow is already imported (the DAG processor), else straight from
+option is read through Airflow's `conf` when Airflow is already imported (the DAG processor,
+workers, the scheduler), else from its `AIRFLOW__ATTUNE__<KEY>` variable or straight from
 `airflow.cfg`: validation never pays the seconds of importing Airflow.
 """
 
@@ -29,16 +29,22 @@ ORIGIN_DEFAULT = "default"
 
 
 def airflow_option(key: str, section: str = SECTION) -> str | None:
-    """`[section] key` from `AIRFLOW__SECTION__KEY`, else from Airflow's config, else None."""
-    env_name = f"AIRFLOW__{section.upper()}__{key.upper()}"
-    value = os.environ.get(env_name)
-    if value is not None:
-        return value
-    if "airflow.configuration" in sys.modules:  # inside Airflow: its config is loaded already
+    """`[section] key` as Airflow reads it, else None.
+
+    Inside Airflow (its configuration is imported already: the DAG processor, workers,
+    the scheduler, `attune-airflow run`) through Airflow's own `conf`, so every form it
+    supports for the option works as for Airflow's own options. Outside it
+    (`attune-airflow validate`, which never pays for importing Airflow) the environment
+    variable, else airflow.cfg read directly.
+    """
+    if "airflow.configuration" in sys.modules:
         from airflow.configuration import conf
 
         found = conf.get(section, key, fallback=None)
         return None if found is None else str(found)
+    value = os.environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}")
+    if value is not None:
+        return value
     return _from_config_file(section, key)
 
 

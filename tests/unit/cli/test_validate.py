@@ -248,9 +248,12 @@ def _fake_airflow_conf(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) 
     asked: list[tuple[str, str]] = []
 
     class Conf:
+        """As Airflow's conf reads an option: its environment variable, then airflow.cfg."""
+
         def get(self, section: str, key: str, fallback: object = None) -> object:
             asked.append((section, key))
-            return values.get(key, fallback)
+            from_env = os.environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}")
+            return from_env if from_env is not None else values.get(key, fallback)
 
     module = types.ModuleType("airflow.configuration")
     module.conf = Conf()  # type: ignore[attr-defined]
@@ -269,7 +272,7 @@ def test_packs_path_precedence(monkeypatch, settings_env):
     assert settings.packs_paths() == [Path("/env/af")]
     monkeypatch.setenv("ATTUNE_PACKS_PATH", "/one::/two")
     assert settings.resolve_packs_paths() == ([Path("/one"), Path("/two")], "env")
-    assert len(asked) == 1
+    assert len(asked) == 2  # ATTUNE_PACKS_PATH wins without asking Airflow
 
 
 def test_packs_path_default(monkeypatch, settings_env):
