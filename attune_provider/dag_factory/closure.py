@@ -30,13 +30,14 @@ from attune_provider.language.catalog import (
     ActionEntry,
     Catalog,
     PackEntry,
+    RuleEntry,
     SourcePacks,
     WorkflowEntry,
 )
-from attune_provider.language.models import Action, Pack, Workflow
+from attune_provider.language.models import Action, Pack, Rule, Workflow
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Problem
 
-_E = TypeVar("_E", ActionEntry, WorkflowEntry)
+_E = TypeVar("_E", ActionEntry, WorkflowEntry, RuleEntry)
 
 
 def _called_refs(workflow: Workflow) -> list[str]:
@@ -143,6 +144,9 @@ class _Closure:
     def action(self, ref: str) -> ActionEntry | None:
         return self._entry(ref, "actions", Action, self.catalog.actions, ActionEntry)
 
+    def rule(self, ref: str) -> RuleEntry | None:
+        return self._entry(ref, "rules", Rule, self.catalog.rules, RuleEntry)
+
     def _entry(
         self, ref: str, folder: str, cls: type[Any], known: dict[str, _E], make: Callable[..., _E]
     ) -> _E | None:
@@ -177,7 +181,7 @@ def load_workflow_closure(
     cache: FileCache | None = None,
     sources: Sequence[SourcePacks] = (),
 ) -> Catalog | None:
-    """Only what workflow `ref` needs: its file, the actions and subworkflows it calls
+    """Only what workflow (or rule) `ref` needs: its file, the actions and subworkflows it calls
     (transitively), and their packs' pack.yaml and config.yaml; None when `ref` is not
     found. Validating this catalog decides about `ref` as validating the whole packs path
     does, unless a ref is defined twice (an error the full parse reports): then the file
@@ -186,7 +190,12 @@ def load_workflow_closure(
     catalog = Catalog(max_file_bytes=max_file_bytes, cache=cache)
     closure = _Closure(catalog, all_sources(packs_paths, sources))
     entry = closure.workflow(ref)
-    if entry is None:
-        return None
+    if entry is None:  # a rule's DAG: the rule, and the workflow it starts (its parameters)
+        rule = closure.rule(ref)
+        if rule is None:
+            return None
+        entry = closure.workflow(rule.rule.action.ref)
+        if entry is None:
+            return catalog  # validation reports the unknown workflow
     closure.follow(entry)
     return catalog

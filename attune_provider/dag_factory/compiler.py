@@ -13,13 +13,14 @@ import logging
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk import DAG, Asset, Param, TaskGroup
 from airflow.sdk.definitions.param import NOTSET
 
 from attune_provider import settings
 from attune_provider.exceptions import AttuneError
+from attune_provider.language.catalog import RuleEntry
 from attune_provider.language.definition import definition_digest
-from attune_provider.language.models import Task, Workflow
+from attune_provider.language.models import AssetSchedule, Rule, Task, Workflow
 from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, TaskKind
@@ -28,8 +29,10 @@ from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.group_outcome import GroupOutcomeOperator
 from attune_provider.operators.items import ItemOperator, ItemsOperator, MappedItemOperator
 from attune_provider.operators.retry import AttuneRetryPolicy
+from attune_provider.operators.rule_trigger import RuleTriggerOperator
 from attune_provider.operators.subworkflow import SubworkflowInputOperator
 from attune_provider.operators.workflow_outcome import WorkflowOutcomeOperator
+from attune_provider.runners.airflow_operator import check_action as check_operator_action
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +121,16 @@ class _Builder:
                 upstream >> nodes[task.name].heads
         for edge in plan.graph.edges:
             nodes[edge.source].tail >> nodes[edge.target].heads
-        task_id = OUTCOME_TASK_ID if group is not None else OUTCOME_TASK_ID
+        produced: dict[str, Any] = {}
+        if group is None and plan.workflow.produces:  # the run's success updates these Assets
+            produced["outlets"] = [Asset(uri) for uri in plan.workflow.produces]
         outcome = WorkflowOutcomeOperator.create(
-            task_id=task_id,
+            task_id=OUTCOME_TASK_ID,
             trigger_rule="all_done",
             retries=0,
             dag=self.dag,
             task_group=group,
+            **produced,
             **WorkflowOutcomeOperator.reporting(plan),
         )
         for leaf in plan.graph.leaves:
@@ -134,6 +140,7 @@ class _Builder:
 
     def task(self, plan: WorkflowPlan, task: Task, group: TaskGroup | None, rule: str) -> Node:
         kind = plan.kind(task.name)
+        check_operator_action(plan.actions.get(task.name))  # runner_type airflow: its operator
         common: dict[str, Any] = {"plan": plan, "task_name": task.name, "dag": self.dag}
         if kind == TaskKind.ACTION:
 
@@ -228,6 +235,47 @@ def _confidential_routing(plan: WorkflowPlan) -> dict[str, str]:
     return routing
 
 
+def _schedule(schedule: str | AssetSchedule | None) -> Any:
+    """A workflow's `schedule` as Airflow's: cron or preset as it is, assets as Assets."""
+    if isinstance(schedule, AssetSchedule):
+        return [Asset(uri) for uri in schedule.assets]
+    return schedule
+
+
+def _trigger_schedule(rule: Rule) -> Any:
+    trigger = rule.trigger
+    if trigger.type == "core.cron":
+        return trigger.parameters["expression"]
+    if trigger.type == "core.interval":
+        return timedelta(seconds=int(trigger.parameters["seconds"]))
+    return [Asset(uri) for uri in trigger.parameters["uris"]]
+
+
+def build_rule_dag(entry: RuleEntry, params_schema: dict[str, Any]) -> DAG:
+    """A rule's DAG: scheduled by its trigger, one task starting its workflow (whose
+    parameters are `params_schema`)."""
+    rule = entry.rule
+    dag = DAG(
+        dag_id=rule.ref,
+        description=rule.description,
+        doc_md=f"# Rule {rule.ref}\n\nStarts workflow `{rule.action.ref}` when its trigger "
+        f"({rule.trigger.type}) fires. From `{entry.display}`.",
+        tags=sorted({f"pack:{entry.pack.ref}", f"source:{entry.pack.source}", "attune-rule"}),
+        schedule=_trigger_schedule(rule),
+        catchup=False,
+        is_paused_upon_creation=True if entry.pack.paused else None,
+        auto_register=False,
+    )
+    RuleTriggerOperator(
+        task_id="start_workflow",
+        trigger_dag_id=rule.action.ref,
+        rule_parameters=_plain(dict(rule.action.parameters)),
+        params_schema=_plain(params_schema),
+        dag=dag,
+    )
+    return dag
+
+
 def build_dag(plan: WorkflowPlan) -> DAG:
     """Compile one resolved workflow into a DAG."""
     workflow = plan.workflow
@@ -245,7 +293,7 @@ def build_dag(plan: WorkflowPlan) -> DAG:
         doc_md=doc,
         tags=sorted(tags),
         params={name: _param(name, prop) for name, prop in workflow.parameters.items()},
-        schedule=None,
+        schedule=_schedule(workflow.schedule),
         catchup=False,
         is_paused_upon_creation=True if plan.paused else None,  # an existing DAG: sources/pause_sync.py
         default_args=dict(routing),

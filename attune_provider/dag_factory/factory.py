@@ -96,6 +96,7 @@ def _message(
         return "\n".join([header, *lines])
     left_out = ", ".join(sorted(broken)) or "none"
     loaded = {e.display for e in catalog.workflows.values()} | {e.display for e in catalog.actions.values()}
+    loaded |= {e.display for e in catalog.rules.values()}
     unread = sorted({p.location.file for p in problems if p.is_error and p.location.file not in loaded})
     header = f"Attune found errors in its packs; workflows left out: {left_out}"
     if unread:
@@ -120,9 +121,13 @@ class _Configured:
 CONFIGURED: Any = _Configured()
 
 
-def _compile(catalog: Catalog, refs: Sequence[str]) -> tuple[dict[str, DAG], dict[str, list[Problem]]]:
-    """DAGs of the given (valid) workflows, and the problem of each one that failed to compile."""
-    from attune_provider.dag_factory.compiler import build_dag
+def _compile(
+    catalog: Catalog, refs: Sequence[str], rules: Sequence[str] = ()
+) -> tuple[dict[str, DAG], dict[str, list[Problem]]]:
+    """DAGs of the given (valid) workflows and rules, and the problem of each one that
+    failed to compile."""
+    from attune_provider.dag_factory.compiler import build_dag, build_rule_dag
+    from attune_provider.language.parameters import parameters_schema
     from attune_provider.language.plan import build_plan
 
     catalog.release_sources()  # validated: the DAGs need no YAML positions
@@ -135,7 +140,29 @@ def _compile(catalog: Catalog, refs: Sequence[str]) -> tuple[dict[str, DAG], dic
         except Exception as exc:  # noqa: BLE001 - one workflow must not take the others down
             log.exception("could not compile workflow %s", ref)
             failed[ref] = [Problem(Location(entry.display), f"could not compile: {exc}")]
+    for ref in rules:
+        rule = catalog.rules[ref]
+        target = rule.rule.action.ref
+        if target in failed or target not in catalog.workflows:
+            continue
+        try:
+            dags[ref] = build_rule_dag(rule, parameters_schema(catalog.workflows[target].workflow.parameters))
+        except Exception as exc:  # noqa: BLE001 - one rule must not take the others down
+            log.exception("could not compile rule %s", ref)
+            failed[ref] = [Problem(Location(rule.display), f"could not compile: {exc}")]
     return dags, failed
+
+
+def _usable_rules(catalog: Catalog, report: Findings) -> list[str]:
+    """The enabled rules with no error in their file whose workflow is valid (validation
+    reports a rule of a broken workflow as an error of the rule's file)."""
+    broken_files = {p.location.file for p in report.problems if p.is_error}
+    return sorted(
+        ref
+        for ref, entry in catalog.rules.items()
+        if entry.rule.enabled and entry.display not in broken_files
+        and entry.rule.action.ref not in report.invalid_workflows
+    )
 
 
 def _batch(cache: FileCache | None, scope: str) -> contextlib.AbstractContextManager[None]:
@@ -169,6 +196,11 @@ def _task_time_dags(
         log.warning("Attune workflow %s not found on the packs path or in any workflow source", ref)
         return {}
     report = validate_cached(catalog, max_depth, cache, scope)
+    if ref in catalog.rules:
+        usable = _usable_rules(catalog, report)
+        if ref not in usable:
+            log.error("Attune rule %s is disabled or has errors: `attune-airflow validate` shows them", ref)
+        return {name: dag for name, dag in _compile(catalog, [], usable)[0].items() if name == ref}
     if ref in report.invalid_workflows:
         for problem in report.invalid_workflows[ref]:
             log.error("%s", problem.format())
@@ -241,7 +273,7 @@ def _load_all(
     failed = None if want_dags else check.recorded()
     dags: dict[str, DAG] = {}
     if failed is None:
-        dags, failed = _compile(catalog, valid)
+        dags, failed = _compile(catalog, valid, _usable_rules(catalog, report))
         check.record(failed)
     errors = [p for p in report.problems if p.is_error]
     broken = sorted({*report.invalid_workflows, *failed})

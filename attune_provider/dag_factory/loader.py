@@ -23,11 +23,12 @@ from attune_provider.language.catalog import (
     ActionEntry,
     Catalog,
     PackEntry,
+    RuleEntry,
     SourcePacks,
     WorkflowEntry,
 )
 from attune_provider.language.model_errors import parse_model
-from attune_provider.language.models import Action, Pack, Workflow
+from attune_provider.language.models import Action, Pack, Rule, Workflow
 from attune_provider.language.source import (
     DEFAULT_MAX_FILE_BYTES,
     LoadedYaml,
@@ -168,6 +169,8 @@ def load_pack(
         add_action(catalog, entry, path, action)
     for path, workflow in _load_folder(catalog, entry, "workflows", Workflow):
         add_workflow(catalog, entry, path, workflow)
+    for path, rule in _load_folder(catalog, entry, "rules", Rule):
+        add_rule(catalog, entry, path, rule)
     return entry
 
 
@@ -192,6 +195,15 @@ def add_workflow(catalog: Catalog, pack: PackEntry, path: Path, workflow: Workfl
         catalog.add_problem(workflow.loc("ref"), f"workflow '{ref}' is defined twice: {_clash(catalog, ref)}")
         return
     catalog.workflows[ref] = WorkflowEntry(ref, pack, workflow, path, f"{pack.display}/workflows/{path.name}")
+
+
+def add_rule(catalog: Catalog, pack: PackEntry, path: Path, rule: Rule) -> None:
+    ref = rule.ref
+    if ref in catalog.rules or ref in catalog.workflows or ref in catalog.actions:
+        where = catalog.rules[ref].display if ref in catalog.rules else _clash(catalog, ref)
+        catalog.add_problem(rule.loc("ref"), f"rule '{ref}' is defined twice: {where}")
+        return
+    catalog.rules[ref] = RuleEntry(ref, pack, rule, path, f"{pack.display}/rules/{path.name}")
 
 
 def pack_directories(packs_paths: Sequence[Path], with_core: bool = True) -> Iterable[tuple[Path, str]]:
@@ -297,4 +309,6 @@ def declared_ref(model: Any, pack: PackEntry) -> str | None:
         return model.ref
     if isinstance(model, Action):
         return f"{pack.ref}.{model.name}"
+    if isinstance(model, Rule):
+        return model.ref
     return None

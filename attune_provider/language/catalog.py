@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from attune_provider.language.models import Action, Pack, Workflow, release_sources
+from attune_provider.language.models import Action, Pack, Rule, Workflow, release_sources
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Location, Problem, Severity
 
 LOCAL_SOURCE = "local"  # the source name of the packs path
@@ -70,17 +70,27 @@ class WorkflowEntry(NamedTuple):
     display: str
 
 
+class RuleEntry(NamedTuple):
+    ref: str
+    pack: PackEntry
+    rule: Rule
+    file: Path
+    display: str
+
+
 class Catalog:
     """Everything found on the packs path, with the problems of each file."""
 
     __slots__ = (
-        "packs", "actions", "workflows", "problems", "source_problems", "max_file_bytes", "cache", "digests"
+        "packs", "actions", "workflows", "rules", "problems", "source_problems", "max_file_bytes", "cache",
+        "digests",
     )
 
     def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, cache: Any = None) -> None:
         self.packs: dict[str, PackEntry] = {}
         self.actions: dict[str, ActionEntry] = {}
         self.workflows: dict[str, WorkflowEntry] = {}
+        self.rules: dict[str, RuleEntry] = {}  # pack rules (rules/<name>.yaml), by ref
         self.problems: list[Problem] = []
         self.source_problems: list[Problem] = []  # about workflow sources: shown with import errors
         self.max_file_bytes = max_file_bytes
@@ -100,3 +110,5 @@ class Catalog:
             release_sources(entry.workflow)
         for action in self.actions.values():
             release_sources(action.action)
+        for rule in self.rules.values():
+            release_sources(rule.rule)

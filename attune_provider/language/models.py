@@ -25,6 +25,7 @@ RunnerType = Literal[
     "noop",
     "echo",
     "sleep",
+    "airflow",
 ]
 RESERVED_TARGETS = frozenset({"fail", "succeed", "noop"})
 PACK_REF_PATTERN = re.compile(r"^[a-z0-9_]+$")
@@ -227,6 +228,12 @@ class Attributes(Node):
         return value
 
 
+class AssetSchedule(Node):
+    """`schedule: {assets: [...]}`: a run once every listed Airflow Asset was updated."""
+
+    assets: tuple[str, ...] = Field(min_length=1)
+
+
 class Workflow(Node):
     ref: str
     label: str | None = None
@@ -239,6 +246,8 @@ class Workflow(Node):
     output_map: Any = None
     attributes: Attributes = Field(default_factory=Attributes)
     tags: tuple[str, ...] = ()
+    schedule: str | AssetSchedule | None = None  # cron or preset; assets; None: manual only
+    produces: tuple[str, ...] = ()  # Asset URIs its final step updates when it succeeds
 
     _version = field_validator("version", mode="before")(lambda v: None if v is None else str(v))
 
@@ -259,6 +268,34 @@ class Action(Node):
     enabled: bool = True
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     output: dict[str, Any] | None = None
+    operator: str | None = None  # runner_type airflow: `module.Class` of a BaseOperator
+
+
+RuleTriggerType = Literal["core.cron", "core.interval", "core.asset"]
+
+
+class RuleTrigger(Node):
+    type: RuleTriggerType
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class RuleAction(Node):
+    ref: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rule(Node):
+    """A pack's `rules/<name>.yaml`: start a workflow with parameters when a trigger fires."""
+
+    ref: str
+    description: str | None = None
+    enabled: bool = True
+    trigger: RuleTrigger
+    action: RuleAction
+
+    @property
+    def pack(self) -> str:
+        return self.ref.split(".", 1)[0]
 
 
 class Pack(Node):

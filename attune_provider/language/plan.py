@@ -34,6 +34,8 @@ class ActionPlan(NamedTuple):
     output_schema: dict[str, Any] | None
     secret_inputs: frozenset[str] = frozenset()  # input parameters marked `secret: true`
     metadata_file: Path | None = None  # the action's YAML (None: a subworkflow, planned itself)
+    operator: str | None = None  # runner_type airflow: the operator class's dotted path
+    display: str = ""  # the action's YAML as messages show it (packs/<pack>/actions/<name>.yaml)
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -254,6 +256,8 @@ def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
             output_schema=action.output,
             secret_inputs=secret_names(action.parameters),
             metadata_file=entry.file,
+            operator=action.operator,
+            display=entry.display,
         )
     sub = catalog.workflows.get(ref)
     if sub is not None:

@@ -80,6 +80,14 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 
 MAX_DEPTH = 200  # nesting of YAML collections; deeper is refused (and would recurse too deep)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+def _timestamp_text(loader: Any, node: yaml.ScalarNode) -> str:
+    """A YAML timestamp (`2026-01-31`) is read as its text: the language's data is JSON's,
+    which has no dates (`format: date` checks such strings), and an impossible date such as
+    `2026-02-30` is then a value to check, not a crash of the YAML reader."""
+    return str(node.value)
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 
 
@@ -97,7 +105,7 @@ class _Builder:
     recursive structures (refused here anyway) and is slower (docs/performance.md).
     Scalars and collections with another tag
     (`!!set`, `!!omap`, ...) go to PyYAML's safe constructors, so values are exactly what
-    `yaml.safe_load` gives.
+    `yaml.safe_load` gives, except timestamps, which stay text (`_timestamp_text`).
     """
 
     def __init__(self, loader: _Loader, file: str, limit: int) -> None:
@@ -105,7 +113,7 @@ class _Builder:
         self.built: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, expanded size)
         self.open: set[int] = set()  # collections being built (an alias to one recurses)
         self.duplicates: list[Problem] = []
-        self.scalars = loader.yaml_constructors
+        self.scalars = {**loader.yaml_constructors, _TIMESTAMP: _timestamp_text}
 
     def loc(self, node: yaml.Node) -> Location:
         return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)

@@ -30,7 +30,9 @@ class ActionRunMixin(AttuneOperator):
 
     _runner: Runner | None = None
 
-    def call_action(self, action: ActionPlan | None, raw_input: Any, timeout: float | None) -> Any:
+    def call_action(
+        self, action: ActionPlan | None, raw_input: Any, timeout: float | None, context: Any = None
+    ) -> Any:
         if action is None:
             raise ActionFailed({"type": "ConfigurationError", "message": f"no action for {self.task_name}"})
         if not isinstance(raw_input, dict):
@@ -39,7 +41,7 @@ class ActionRunMixin(AttuneOperator):
         mask_inputs(action, params)
         self._runner = get_runner(action.runner_type)
         quiet = run_plan(self.plan).confidential
-        return self._runner.run(Invocation(action, params, self.task_name, timeout, quiet))
+        return self._runner.run(Invocation(action, params, self.task_name, timeout, quiet, context))
 
     def on_kill(self) -> None:
         if self._runner is not None:
@@ -55,7 +57,8 @@ class AttuneTaskOperator(ActionRunMixin, RendersInput):
         try:
             if ready.error is not None:
                 raise ready.error
-            result = self.call_action(self.plan.actions.get(self.task_name), ready.input, self.spec.timeout)
+            action = self.plan.actions.get(self.task_name)
+            result = self.call_action(action, ready.input, self.spec.timeout, context)
             self.succeed(context, scope, vars_, result)
         except FAILURES as exc:
             self.fail(context, exc, timeout=self.spec.timeout, scope=scope)

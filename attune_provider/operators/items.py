@@ -104,7 +104,8 @@ class ExecutionMixin(ActionRunMixin):
         """Run the action; a failure pushes this execution's outcome (with its index) and
         fails the instance, so that it keeps its own retries."""
         try:
-            result = self.call_action(self.plan.actions.get(self.task_name), raw_input, self.spec.timeout)
+            action = self.plan.actions.get(self.task_name)
+            result = self.call_action(action, raw_input, self.spec.timeout, context)
         except FAILURES as exc:
             self.execution_failed(context, index, exc)
         if push_success:

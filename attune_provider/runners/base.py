@@ -24,6 +24,7 @@ class Invocation(NamedTuple):
     task_name: str
     timeout: float | None = None
     quiet: bool = False  # a confidential run: log neither the rendered input nor the output
+    context: Any = None  # the Airflow task's context (runner_type airflow hands it to its operator)
 
 
 class Runner(Protocol):

@@ -15,6 +15,7 @@ _RUNNERS = {
     "local-shell-script": "attune_provider.runners.shell:ShellScriptRunner",
     "http-request": "attune_provider.runners.http:HttpRunner",
     "inquiry": "attune_provider.runners.inquiry:InquiryRunner",
+    "airflow": "attune_provider.runners.airflow_operator:AirflowOperatorRunner",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,54 @@ def test_check_service_down_retries_then_fails(
     assert result.tasks["open_incident"].status == "succeeded"
     assert result.output["healthy"] is False
     assert any("reached 'fail'" in reason for reason in result.reasons)
+
+
+def test_the_scheduled_examples_chain_through_their_asset_and_the_rule_starts_a_scan(
+    airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from attune_provider.dag_factory.factory import load_packs
+    from attune_provider.local_run import _test_run
+
+    report_uri = "file:///var/lib/attune/data_pipeline/daily_report.json"
+    published = run("data_pipeline.publish_report", {}, monkeypatch, tmp_path)  # its DAGs now in the DB
+    assert published.status == "succeeded"
+    assert published.output["published"].startswith("Daily report for run")
+    with create_session() as session:
+        session.query(DagModel).filter_by(dag_id="data_pipeline.archive_report").update({"is_paused": False})
+    assert run("data_pipeline.publish_report", {}, monkeypatch, tmp_path).status == "succeeded"
+    with create_session() as session:
+        asset = session.query(AssetModel).filter_by(uri=report_uri).one()
+        assert session.query(AssetEvent).filter_by(asset_id=asset.id).count() == 2
+        queued = session.query(AssetDagRunQueue).filter_by(asset_id=asset.id).all()
+        assert [row.target_dag_id for row in queued] == ["data_pipeline.archive_report"]
+
+    scan = load_packs([PACKS], cache=None).dags["data_pipeline.hourly_scan"]
+    assert scan.timetable.__class__.__name__ == "DeltaTriggerTimetable"
+    _test_run(scan, {}, datetime(2026, 12, 7, 10, tzinfo=timezone.utc))
+    with create_session() as session:
+        started = session.query(DagRun).filter_by(dag_id="data_pipeline.process_files").all()
+        expected = {"input_dir": "/var/lib/attune/incoming", "pattern": "*.csv"}
+        assert [dag_run.conf for dag_run in started if dag_run.conf == expected]
+
+
+def test_disk_report_runs_airflows_bash_operator(
+    airflow_db: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ops.bash_report is `runner_type: airflow` (BashOperator): its result is the last line."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "blob").write_bytes(b"x" * 64 * 1024)
+    result = run("ops.disk_report", {"path": str(data), "max_kb": 1}, monkeypatch, tmp_path)
+    assert result.status == "succeeded", result.reasons
+    assert result.output["status"] == "over" and result.output["used_kb"] >= 64
+    assert result.tasks["warn"].status == "succeeded"
+    result = run("ops.disk_report", {"path": str(data)}, monkeypatch, tmp_path)
+    assert result.output == {"path": str(data), "used_kb": result.output["used_kb"], "status": "ok"}
+    missing = run("ops.disk_report", {"path": str(tmp_path / "missing")}, monkeypatch, tmp_path)
+    assert missing.status == "failed" and missing.output["status"] == "unreadable"
+    assert missing.tasks["unreadable"].status == "succeeded"

@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
 from attune_provider import settings
+from attune_provider.dag_factory.validation.airflow_actions import check_operator
 from attune_provider.dag_factory.validation.calls import (
     Broken,
     broken_targets,
@@ -32,6 +33,11 @@ from attune_provider.dag_factory.validation.calls import (
     check_nesting,
     invalid_workflows,
     subworkflow_calls,
+)
+from attune_provider.dag_factory.validation.schedules import (
+    check_rule,
+    check_schedule,
+    rules_of_broken_workflows,
 )
 from attune_provider.dag_factory.validation.templates import TemplateContext, check_templates
 from attune_provider.dag_factory.validation.workflow import (
@@ -225,6 +231,7 @@ def check_action(entry: ActionEntry) -> list[Problem]:
             error(action.loc("name"), f"action name '{action.name}' must match {NAME_PATTERN.pattern}")
         )
     problems += check_entry_point(entry)
+    problems += check_operator(entry)
     problems += _parameter_schemas(action, f"action '{entry.ref}'")
     return problems
 
@@ -282,6 +289,7 @@ def check_workflow(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Bro
     return [
         *check_workflow_ref(entry),
         *check_tags(entry),
+        *check_schedule(entry),
         *_parameter_schemas(workflow, f"workflow '{entry.ref}'"),
         *check_workflow_structure(workflow),
         *check_calls(entry, catalog, broken),
@@ -322,5 +330,8 @@ def validate_catalog(catalog: Catalog, max_depth: int = settings.DEFAULT_MAX_DEP
     problems += check_nesting(calls, max_depth)
     problems += check_id_lengths(catalog)
     problems += cascade(catalog, calls, problems)
-    problems = _sorted_unique(problems)
-    return Report(problems, invalid_workflows(catalog, broken, problems))
+    for rule in catalog.rules.values():
+        problems += _guarded(functools.partial(check_rule, rule, catalog), rule.display)
+    invalid = invalid_workflows(catalog, broken, problems)
+    problems = _sorted_unique([*problems, *rules_of_broken_workflows(catalog, invalid)])
+    return Report(problems, invalid)

@@ -3,7 +3,6 @@ what is refused, on the YAML features a hand-written pack may use."""
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
 from attune_provider.language.source import (
@@ -26,7 +25,7 @@ def test_values_keep_their_types_and_positions() -> None:
     assert data == {
         "a": 1,
         "b": ["x", 2.5, True, None],
-        "c": {"d": datetime.date(2024, 1, 2), "e": "yes"},
+        "c": {"d": "2024-01-02", "e": "yes"},  # a date is its text: the language's values are JSON's
         "f": True,
     }
     assert isinstance(data, MarkedDict) and isinstance(data["b"], MarkedList)
@@ -35,6 +34,11 @@ def test_values_keep_their_types_and_positions() -> None:
     assert data.value_locs["b"] == Location("f.yaml", 2, 4)
     assert data["b"].item_locs[2] == Location("f.yaml", 2, 13)
     assert data["c"].value_locs["e"] == Location("f.yaml", 5, 6)
+
+
+def test_an_impossible_date_is_text_to_check_not_a_crash_of_the_reader() -> None:
+    data, problems = _load("day: 2026-02-30\nwhen: 2026-01-31T10:00:00Z\n")
+    assert problems == [] and data == {"day": "2026-02-30", "when": "2026-01-31T10:00:00Z"}
 
 
 def test_a_duplicate_key_is_reported_where_it_repeats_and_the_last_value_wins() -> None:
