@@ -4,6 +4,10 @@ Two ways to say where the request goes:
 
 - `url`: a full URL, requested as it is by a hook with no Airflow Connection (no auth,
   headers or options besides the parameters).
+
+Both go through `HttpHook.run` (auth types, extra options and SRV failover of the
+Connection come with it). A string `body` of a GET is sent as Airflow's HTTP hook sends a
+GET's data: as query parameters.
 - `http_conn_id` (default `http_default`) + `endpoint`: the hook resolves the Connection
   (host, schema, port, login/password as basic auth, extra headers and options such as
   `verify` or `timeout`) and joins its base URL with the endpoint.
@@ -84,30 +88,47 @@ class HttpRunner:
         return result
 
     def _send(self, method: str, url: str | None, params: dict[str, Any], quiet: bool) -> Any:
-        import requests
+        """The request through `HttpHook.run`: the Connection's auth type, extra headers and
+        options (`verify`, `proxies`, SRV failover...) as any Airflow HTTP task gets them."""
         from airflow.providers.http.hooks.http import HttpHook
+        from airflow.sdk import Connection
 
-        headers = _headers(params.get("headers"))
-        options: dict[str, Any] = {}
-        if url:
-            hook = HttpHook(method=method, http_conn_id=None)  # type: ignore[arg-type]
-            session = self._session = requests.Session()
-            target = str(url)
-        else:
-            hook = HttpHook(method=method, http_conn_id=params.get("http_conn_id") or DEFAULT_CONN_ID)
-            session = self._session = hook.get_conn(headers=headers)
-            options.update(hook.merged_extra)
-            target = hook.url_from_endpoint(params.get("endpoint"))
-        body = params.get("body")
-        kwargs: dict[str, Any] = {"data": body} if isinstance(body, (str, bytes)) else {"json": body}
-        if body is None:
-            kwargs = {}
-        request = requests.Request(method, target, headers=headers, **kwargs)
+        runner = self
+
+        class _Hook(HttpHook):
+            """Keeps the session it opens, so that `kill()` can close it mid-request; for a
+            full `url`, a blank Connection and the URL as it is."""
+
+            def get_conn(self, *args: Any, **kwargs: Any) -> Any:
+                runner._session = super().get_conn(*args, **kwargs)
+                return runner._session
+
+            @classmethod
+            def get_connection(cls, conn_id: str | None) -> Any:
+                if conn_id is None:
+                    return Connection(conn_id="attune_url", conn_type="http")
+                return super().get_connection(conn_id)
+
+            def url_from_endpoint(self, endpoint: str | None) -> str:
+                return str(endpoint) if url else super().url_from_endpoint(endpoint)
+
+        conn_id = None if url else (params.get("http_conn_id") or DEFAULT_CONN_ID)
+        hook = _Hook(method=method, http_conn_id=conn_id)  # type: ignore[arg-type]
+        endpoint = str(url) if url else params.get("endpoint")
+        options: dict[str, Any] = {"check_response": False}  # a status >= 400 is checked above
         if params.get("timeout") is not None:
             options["timeout"] = float(params["timeout"])
-        options["check_response"] = False
-        log.info("%s %s", method, "(URL not logged: the workflow is confidential)" if quiet else target)
-        return hook.run_and_check(session, session.prepare_request(request), options)
+        body = params.get("body")
+        kwargs: dict[str, Any] = {}
+        if isinstance(body, (str, bytes)):
+            kwargs["data"] = body
+        elif body is not None:
+            kwargs["json"] = body
+        shown = "(URL not logged: the workflow is confidential)" if quiet else (url or endpoint or "/")
+        log.info("%s %s", method, shown)
+        return hook.run(
+            endpoint=endpoint, headers=_headers(params.get("headers")), extra_options=options, **kwargs
+        )
 
     def kill(self) -> None:
         session, self._session = self._session, None
