@@ -14,10 +14,12 @@ import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg2
 import pytest
 
-from tests.live_airflow import STARTUP_TIMEOUT, LiveAirflow, drop_database, free_port
+from tests.live_airflow import POSTGRES, STARTUP_TIMEOUT, LiveAirflow, drop_database, free_port
 from tests.support import REPO
 
 SCRIPT = REPO / "scripts" / "cluster.sh"
@@ -70,6 +72,33 @@ class Cluster(LiveAirflow):
         done = self.cluster("stop", timeout=grace + 120)
         assert done.returncode == 0, done.stderr[-2000:]
         self.stopped = True
+
+    def connect(self) -> Any:
+        """A connection to the cluster's PostgreSQL database (the caller closes it)."""
+        return psycopg2.connect(**{**POSTGRES, "dbname": self.env["ATTUNE_CLUSTER_DB"]}, connect_timeout=10)
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        connection = self.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, args)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
+    def tries(self, label: str) -> list[dict[str, Any]]:
+        """Every try of every task instance of run `label` (current and history): its
+        task-instance id, task, map index, try number, state, queue, host and executor."""
+        dag_id, run_id, _ = self.runs[label]
+        columns = "task_id, map_index, try_number, state, queue, hostname, executor"
+        rows = self.query(
+            f"SELECT id::text, {columns} FROM task_instance WHERE dag_id = %s AND run_id = %s "
+            f"UNION ALL SELECT task_instance_id::text, {columns} FROM task_instance_history "
+            "WHERE dag_id = %s AND run_id = %s",
+            (dag_id, run_id, dag_id, run_id),
+        )
+        names = ["id", *(c.strip() for c in columns.split(","))]
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.root / "home" / "log" / f"{name}.log"

@@ -35,11 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from tests.cluster.conftest import CLUSTER_CONFIDENTIAL_ENV, CLUSTER_PACKS, CONFIDENTIAL_QUEUE, Cluster
-from tests.live_airflow import POSTGRES, ApiError
+from tests.live_airflow import ApiError
 
 pytestmark = pytest.mark.cluster
 
@@ -220,23 +219,9 @@ def cluster_processes(cluster: Cluster) -> dict[int, str]:
     return found
 
 
-def connect(cluster: Cluster) -> Any:
-    return psycopg2.connect(**{**POSTGRES, "dbname": cluster.env["ATTUNE_CLUSTER_DB"]}, connect_timeout=10)
-
-
-def query(cluster: Cluster, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    connection = connect(cluster)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            return list(cursor.fetchall())
-    finally:
-        connection.close()
-
-
 def run_state(cluster: Cluster, label: str) -> str | None:
     dag_id, run_id, _ = cluster.runs[label]
-    rows = query(cluster, "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
+    rows = cluster.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
     return rows[0][0] if rows else None
 
 
@@ -255,21 +240,6 @@ def wait_for_run(cluster: Cluster, label: str, timeout: float = RUN_TIMEOUT) -> 
             return state
         time.sleep(3)
     raise AssertionError(f"{label} still {state} after {timeout:.0f}s:\n{cluster.log_tail('scheduler')}")
-
-
-def tries(cluster: Cluster, label: str) -> list[dict[str, Any]]:
-    """Every try of every task instance of the run: the current ones and the history."""
-    dag_id, run_id, _ = cluster.runs[label]
-    columns = "task_id, map_index, try_number, state, queue, hostname, executor"
-    rows = query(
-        cluster,
-        f"SELECT id::text, {columns} FROM task_instance WHERE dag_id = %s AND run_id = %s "
-        f"UNION ALL SELECT task_instance_id::text, {columns} FROM task_instance_history "
-        "WHERE dag_id = %s AND run_id = %s",
-        (dag_id, run_id, dag_id, run_id),
-    )
-    names = ["id", *(c.strip() for c in columns.split(","))]
-    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def workers_that_ran(cluster: Cluster, ti_ids: list[str]) -> dict[str, set[str]]:
@@ -324,7 +294,7 @@ def finished(cluster: Cluster, triggered: dict[str, str], label: str) -> str:
 def assert_ran_on(cluster: Cluster, label: str, worker: str | None, queue: str) -> list[dict[str, Any]]:
     """Every try of the run's task instances ran on `queue`, each on `worker` (or, None,
     on any worker but the confidential one); the tries."""
-    found = tries(cluster, label)
+    found = cluster.tries(label)
     assert found, f"{label}: no task instances"
     ran = [ti for ti in found if ti["hostname"]]  # set when a worker starts the try
     assert {ti["task_id"] for ti in ran} >= {"attune_outcome"}, found
@@ -466,7 +436,7 @@ def test_no_other_process_holds_the_secret_value(cluster: Cluster, confidential_
 def _database_hits(cluster: Cluster, needles: list[str]) -> dict[str, list[str]]:
     """Needle -> the tables of the cluster's database with a row whose text (bytea columns
     as hex, so also their hex form) contains it."""
-    connection = connect(cluster)
+    connection = cluster.connect()
     hits: dict[str, list[str]] = {needle: [] for needle in needles}
     try:
         with connection.cursor() as cursor:

@@ -39,12 +39,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from attune_provider.shards.rendezvous import assign, queue_name
 from tests.cluster.conftest import PARSE_INTERVAL, STARTED, Cluster
-from tests.live_airflow import POSTGRES, descendants, drop_database, free_port
+from tests.live_airflow import descendants, drop_database, free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -228,20 +227,8 @@ def wait_status(
 # -- the database ---------------------------------------------------------------------------
 
 
-def query(cluster: Cluster, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    connection = psycopg2.connect(
-        **{**POSTGRES, "dbname": cluster.env["ATTUNE_CLUSTER_DB"]}, connect_timeout=10
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            return list(cursor.fetchall())
-    finally:
-        connection.close()
-
-
 def run_states(cluster: Cluster, labels: list[str]) -> dict[str, str | None]:
-    rows = query(cluster, "SELECT dag_id, run_id, state FROM dag_run WHERE dag_id LIKE 'pools.%%'")
+    rows = cluster.query("SELECT dag_id, run_id, state FROM dag_run WHERE dag_id LIKE 'pools.%%'")
     states = {(dag_id, run_id): state for dag_id, run_id, state in rows}
     return {label: states.get(cluster.runs[label][:2]) for label in labels}
 
@@ -263,23 +250,8 @@ def wait_runs(
     return states  # type: ignore[return-value]
 
 
-def tries(cluster: Cluster, label: str) -> list[dict[str, Any]]:
-    """Every try of every task instance of the run (current and history), with its queue."""
-    dag_id, run_id, _ = cluster.runs[label]
-    columns = "task_id, map_index, try_number, state, queue"
-    rows = query(
-        cluster,
-        f"SELECT {columns} FROM task_instance WHERE dag_id = %s AND run_id = %s "
-        f"UNION ALL SELECT {columns} FROM task_instance_history WHERE dag_id = %s AND run_id = %s",
-        (dag_id, run_id, dag_id, run_id),
-    )
-    return [
-        dict(zip(("task_id", "map_index", "try_number", "state", "queue"), row, strict=True)) for row in rows
-    ]
-
-
 def queues(cluster: Cluster, label: str) -> set[str]:
-    found = tries(cluster, label)
+    found = cluster.tries(label)
     assert {t["task_id"] for t in found} >= {"attune_outcome"}, (label, found)
     return {t["queue"] for t in found}
 
@@ -406,13 +378,13 @@ def test_a_lost_worker_pool_moves_only_its_workflows_and_loses_no_run(pools: Clu
     assert run_states(cluster, ["d:long"]) == {"d:long": "running"}, "pools.long's run did not wait for V"
     began_wait = time.monotonic()
     while True:  # the orphaned try failed by the scheduler, its retry queued on V
-        current = [t for t in tries(cluster, "d:long") if t["task_id"] == "nap"]
+        current = [t for t in cluster.tries("d:long") if t["task_id"] == "nap"]
         retry = [t for t in current if t["try_number"] >= 2]
         if retry and retry[0]["state"] == "queued":
             break
         assert time.monotonic() - began_wait < 600, f"{LONG}'s retry never queued: {current}"
         time.sleep(3)
-    assert {t["queue"] for t in tries(cluster, "d:long")} == {queue_name(V)}, tries(cluster, "d:long")
+    assert {t["queue"] for t in cluster.tries("d:long")} == {queue_name(V)}, cluster.tries("d:long")
     print(
         f"pools: (d) {LONG}'s retry queued on {queue_name(V)} {time.monotonic() - killed:.0f}s after the kill"
     )
@@ -441,9 +413,9 @@ def test_a_lost_worker_pool_moves_only_its_workflows_and_loses_no_run(pools: Clu
     check_runs(cluster, labels, first, f"(e) new runs of workflows back on shard {V}")
     long_state = wait_runs(cluster, ["d:long"], f"(e) {LONG}")
     assert long_state == {"d:long": "success"}, long_state
-    long_tries = [t for t in tries(cluster, "d:long") if t["task_id"] == "nap"]
+    long_tries = [t for t in cluster.tries("d:long") if t["task_id"] == "nap"]
     assert sorted(t["try_number"] for t in long_tries) == [1, 2], long_tries
-    assert {t["queue"] for t in tries(cluster, "d:long")} == {queue_name(V)}
+    assert {t["queue"] for t in cluster.tries("d:long")} == {queue_name(V)}
     assert cluster.xcom("d:long", "return_value") == {"slept": LONG_SECONDS}
     assert len(marks(long_marks)) == 2, "pools.long's task ran more than twice"
     report = wait_status(cluster, "steady", lambda r: r["state"] == "steady", timeout=120)
