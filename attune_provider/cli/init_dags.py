@@ -25,7 +25,11 @@ def add_init_dags_parser(commands: argparse._SubParsersAction) -> None:  # type:
 
 def init_dags_main(args: argparse.Namespace) -> int:
     target = Path(args.directory)
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot use {target} as the DAGs folder: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     shipped = resources.files("attune_provider") / "airflow_dags"
     status = EXIT_OK
     for name in DAG_FILES:

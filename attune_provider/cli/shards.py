@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import timedelta
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from attune_provider import settings
 from attune_provider.shards import mapping, tables
@@ -56,6 +59,15 @@ def _engine() -> Any:
     return airflow_settings.engine
 
 
+def _database_error(exc: Exception) -> int:
+    """Say that the database could not be read (its error's first line, without SQLAlchemy's
+    statement and link); the exit code."""
+    original = str(getattr(exc, "orig", None) or exc).strip()
+    reason = original.splitlines()[0] if original else type(exc).__name__
+    print(f"error: cannot read the shard mapping from the metadata database: {reason}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _when(moment: Any) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -85,6 +97,7 @@ def status_report(connection: Any, count: int, timeout: int) -> dict[str, Any]:
     for ref in workflows:
         held[assign(ref, version.shards, live)] += 1
     rows = []
+    current = {b.worker for b in beats if b.last_seen >= mapping.utcnow() - timedelta(seconds=timeout)}
     for shard in range(count):
         seen = [b.last_seen for b in beats if b.shard == shard]
         rows.append({
@@ -93,7 +106,7 @@ def status_report(connection: Any, count: int, timeout: int) -> dict[str, Any]:
             "in_version": shard in version.shards,
             "live": shard in live,
             "last_heartbeat": _when(max(seen)) if seen else None,
-            "workers": [b.worker for b in beats if b.shard == shard],
+            "workers": [b.worker for b in beats if b.shard == shard and b.worker in current],  # beating now
             "workflows": held[shard],
         })
     return {
@@ -115,9 +128,12 @@ def status_main(args: argparse.Namespace) -> int:
     configured = _configured()
     if configured is None:
         return EXIT_USAGE
-    with _engine().begin() as connection:
-        tables.ensure_tables(connection)
-        report = status_report(connection, *configured)
+    try:
+        with _engine().begin() as connection:
+            tables.ensure_tables(connection)
+            report = status_report(connection, *configured)
+    except SQLAlchemyError as exc:
+        return _database_error(exc)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -125,8 +141,11 @@ def status_main(args: argparse.Namespace) -> int:
     if report["published_at"]:
         published = f", published {report['published_at']}"
     print(f"version {report['version']}{published}: {report['state']}")
-    if report["moving_runs"]:
-        print(f"{len(report['moving_runs'])} run(s) in flight on the old shard of a moved workflow")
+    for moving in report["moving_runs"]:
+        print(
+            f"in transition: {moving['dag_id']} run {moving['run_id']} finishes on shard "
+            f"{moving['old_shard']} (new runs: shard {moving['new_shard']})"
+        )
     print(f"{'shard':<6} {'queue':<18} {'live':<5} {'workflows':>9}  last heartbeat")
     for row in report["shards"]:
         live = "yes" if row["live"] else "no"
@@ -143,9 +162,12 @@ def show_main(args: argparse.Namespace) -> int:
     if configured is None:
         return EXIT_USAGE
     count, timeout = configured
-    with _engine().begin() as connection:
-        tables.ensure_tables(connection)
-        found = mapping.snapshot(connection, count, timeout, list(args.refs))  # one query for the batch
+    try:
+        with _engine().begin() as connection:
+            tables.ensure_tables(connection)
+            found = mapping.snapshot(connection, count, timeout, list(args.refs))  # one query for the batch
+    except SQLAlchemyError as exc:
+        return _database_error(exc)
     answers = []
     for ref in args.refs:
         shard = assign(ref, found.version.shards, found.live)
@@ -198,17 +220,32 @@ def rebalance_main(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+MIN_INTERVAL = 0.5  # seconds: a heartbeat never writes more often than this
+
+
 def heartbeat_main(args: argparse.Namespace) -> int:
     configured = _configured()
     if configured is None:
         return EXIT_USAGE
     count, timeout = configured
+    problem = None
     if not 0 <= args.shard < count:
-        message = f"error: --shard must be between 0 and {count - 1} ([attune] shards = {count})"
-        print(message, file=sys.stderr)
+        problem = f"--shard must be between 0 and {count - 1} ([attune] shards = {count})"
+    elif args.pid is not None and args.pid <= 0:
+        problem = f"--pid must be a process id (> 0), got {args.pid}"
+    elif args.interval is not None and not MIN_INTERVAL <= args.interval <= timeout / 2:
+        problem = (
+            f"--interval must be between {MIN_INTERVAL} and shard_timeout / 2 ({timeout / 2:g} s: "
+            f"a longer one lets the shard look lost between beats), got {args.interval:g}"
+        )
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    from attune_provider.shards.heartbeat import default_worker_name, run_heartbeat
+    from attune_provider.shards.heartbeat import Watched, default_worker_name, run_heartbeat
 
+    if args.pid is not None and not Watched(args.pid).alive():
+        print(f"error: process {args.pid} does not exist: no heartbeat for it", file=sys.stderr)
+        return EXIT_FAILED
     interval = args.interval or max(1.0, timeout / 4)
     worker = args.worker or default_worker_name(args.shard)
     return run_heartbeat(_engine(), worker, args.shard, interval, args.pid)

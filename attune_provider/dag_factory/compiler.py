@@ -242,6 +242,11 @@ def _schedule(schedule: str | AssetSchedule | None) -> Any:
     return schedule
 
 
+def _continuous(schedule: Any) -> dict[str, Any]:
+    """`@continuous` runs one run after the other: Airflow requires max_active_runs = 1."""
+    return {"max_active_runs": 1} if schedule == "@continuous" else {}
+
+
 def _trigger_schedule(rule: Rule) -> Any:
     trigger = rule.trigger
     if trigger.type == "core.cron":
@@ -263,6 +268,7 @@ def build_rule_dag(entry: RuleEntry, params_schema: dict[str, Any]) -> DAG:
         tags=sorted({f"pack:{entry.pack.ref}", f"source:{entry.pack.source}", "attune-rule"}),
         schedule=_trigger_schedule(rule),
         catchup=False,
+        **_continuous(_trigger_schedule(rule)),
         is_paused_upon_creation=True if entry.pack.paused else None,
         auto_register=False,
     )
@@ -295,6 +301,7 @@ def build_dag(plan: WorkflowPlan) -> DAG:
         params={name: _param(name, prop) for name, prop in workflow.parameters.items()},
         schedule=_schedule(workflow.schedule),
         catchup=False,
+        **_continuous(workflow.schedule),
         is_paused_upon_creation=True if plan.paused else None,  # an existing DAG: sources/pause_sync.py
         default_args=dict(routing),
         auto_register=False,

@@ -143,7 +143,11 @@ def _compile(
     for ref in rules:
         rule = catalog.rules[ref]
         target = rule.rule.action.ref
-        if target in failed or target not in catalog.workflows:
+        if target in failed:
+            message = f"could not compile: workflow '{target}' could not be compiled: this rule is left out"
+            failed[ref] = [Problem(Location(rule.display), message)]
+            continue
+        if target not in catalog.workflows:
             continue
         try:
             dags[ref] = build_rule_dag(rule, parameters_schema(catalog.workflows[target].workflow.parameters))

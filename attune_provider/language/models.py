@@ -293,6 +293,13 @@ class Rule(Node):
     trigger: RuleTrigger
     action: RuleAction
 
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"'enabled' must be true or false, got {value!r}")
+        return value
+
     @property
     def pack(self) -> str:
         return self.ref.split(".", 1)[0]

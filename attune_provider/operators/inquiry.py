@@ -165,10 +165,12 @@ class InquiryTaskOperator(RendersInput, HITLOperator):
         self.body = f"Workflow `{self.plan.ref}`, task `{self.task_name}`: answer the form and submit."
         self.params = form_fields(question.schema)
         self.assigned_users = question.assigned_users  # type: ignore[assignment]  # HITLUser is this TypedDict
-        try:
-            self.notifiers = [notifier_of(spec) for spec in question.notifiers]
-        except ParameterError as exc:
-            self._fail(context, scope, exc)
+        try:  # before the request is written: a notifier that fails leaves none pending
+            for notifier in [notifier_of(spec) for spec in question.notifiers]:
+                notifier(context)
+        except Exception as exc:  # noqa: BLE001 - the notifier's failure is the task's, named
+            self._fail(context, scope, ParameterError(f"a notifier failed: {type(exc).__name__}: {exc}"))
+        self.notifiers = []  # called above
         self.log.info("asking: %s (answer schema %s)", self.subject, question.schema)
         return HITLOperator.execute(self, context)  # writes the request, parks the task
 

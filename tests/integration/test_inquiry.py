@@ -262,3 +262,14 @@ def test_a_notifier_that_is_not_one_fails_the_inquiry(run: Callable[..., Any], a
     outcome = result.xcom("ask", "attune")
     assert outcome["status"] == "failed"
     assert "notifier 'json.dumps' is not an Airflow BaseNotifier class" in outcome["error"]["message"]
+
+
+def test_a_notifier_that_raises_fails_the_inquiry_naming_its_error(
+    run: Callable[..., Any], airflow_db: None, tmp_path: Path
+) -> None:
+    unwritable = tmp_path / "no-such-dir" / "notes.jsonl"
+    workflow = ASSIGNED.format(path=unwritable).replace("t.ask_assigned", "t.ask_raises")
+    result = run(workflow, name="ask_raises")  # the notifier cannot open its file
+    outcome = result.xcom("ask", "attune")
+    assert outcome["status"] == "failed"
+    assert "a notifier failed: FileNotFoundError" in outcome["error"]["message"]

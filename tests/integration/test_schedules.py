@@ -130,3 +130,28 @@ def test_an_asset_a_workflow_produces_queues_the_workflow_scheduled_on_it(
         queued = session.query(AssetDagRunQueue).filter_by(asset_id=asset.id).all()
         assert [event.source_dag_id for event in events] == ["sched.export", "sched.export"]
         assert [row.target_dag_id for row in queued] == ["sched.summary"]
+
+
+def test_continuous_runs_one_at_a_time_and_a_rule_of_a_workflow_that_does_not_compile_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune_provider.dag_factory.factory import load_packs
+
+    monkeypatch.delenv("AIRFLOW__ATTUNE__CONFIDENTIAL_QUEUE", raising=False)
+    secret = "ref: c.secret\nattributes: {confidential: true}\ntasks:\n  - name: a\n    action: core.noop\n"
+    starts = NIGHTLY.replace("sched.nightly", "c.starts").replace("sched.deploy", "c.secret")
+    starts = starts.replace('    version: "nightly-{{ trigger.logical_date[:10] }}"\n    env: staging\n', "")
+    files = {
+        "workflows/loop.yaml": "ref: c.loop\nschedule: '@continuous'\n" + secret.split("\n", 2)[2],
+        "workflows/secret.yaml": secret,
+        "rules/starts.yaml": starts.replace("  parameters:\n", "  parameters: {}\n"),
+    }
+    write_pack(tmp_path, "c", files)
+    loaded = load_packs([tmp_path], cache=None)
+    assert set(loaded.dags) == {"c.loop"}
+    assert loaded.dags["c.loop"].max_active_runs == 1
+    assert loaded.problems is not None
+    assert "workflows left out: c.secret, c.starts" in loaded.problems
+    assert "c/rules/starts.yaml:1:1: error: could not compile: workflow 'c.secret' could not be compiled" in (
+        loaded.problems
+    )

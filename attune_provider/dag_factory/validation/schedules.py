@@ -47,6 +47,8 @@ def _asset_problems(owner: Node, path: tuple[Any, ...], uris: Sequence[Any]) -> 
         where = owner.loc(*path, index)
         if not isinstance(uri, str) or not uri.strip() or any(c.isspace() for c in uri):
             problems.append(error(where, f"an asset is a URI without spaces, got {uri!r}"))
+        elif uri.split("://", 1)[0].lower() == "airflow" and "://" in uri:
+            problems.append(error(where, f"asset '{uri}': the scheme 'airflow' is reserved by Airflow"))
         elif uri in seen:
             problems.append(error(where, f"asset '{uri}' is listed twice"))
         if isinstance(uri, str):
@@ -66,7 +68,7 @@ def check_schedule(entry: WorkflowEntry) -> list[Problem]:
     elif isinstance(schedule, AssetSchedule):
         problems += _asset_problems(schedule, ("assets",), schedule.assets)
     problems += _asset_problems(workflow, ("produces",), workflow.produces)
-    if schedule is not None and schedule != "@once":
+    if schedule is not None:
         for name, prop in workflow.parameters.items():
             if is_required(prop) and not has_default(prop):
                 message = (

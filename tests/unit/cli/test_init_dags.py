@@ -32,3 +32,13 @@ def test_a_file_of_the_same_name_with_other_content_is_kept_unless_forced(
     assert (tmp_path / "attune_errors.py").exists()  # the other one is written
     assert main(["init-dags", str(tmp_path), "--force"]) == 0
     assert mine.read_text() == (REPO / "dags" / "attune_dags.py").read_text()
+
+
+def test_a_file_where_the_folder_should_be_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "dags.py"
+    target.write_text("# a file\n")
+    assert main(["init-dags", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot use {target} as the DAGs folder" in err and "Traceback" not in err

@@ -70,3 +70,4 @@ def test_a_dead_shard_s_workflows_go_to_their_next_live_choice(
         assert chosen in live
         assert chosen == assign(ref, sorted(live))  # what a version over the live shards gives
     assert assign(names[0], sorted(shards), set()) == ranking(names[0], shards)[0]  # none live: first choice
+

@@ -44,16 +44,31 @@ def test_a_schedule_is_a_cron_a_preset_or_assets(
         assert problems and problems[0].startswith(expected), problems
 
 
-def test_a_scheduled_workflow_needs_a_default_for_every_required_parameter(packs: PackWriter) -> None:
-    workflow = "ref: p.w\nschedule: '@hourly'\nparameters:\n  who: {type: string, required: true}\n" + BODY
+@pytest.mark.parametrize("schedule", ["'@hourly'", "'@once'", "{assets: [s3://x]}"])
+def test_a_scheduled_workflow_needs_a_default_for_every_required_parameter(
+    packs: PackWriter, schedule: str
+) -> None:
+    required = "parameters:\n  who: {type: string, required: true}\n"
+    workflow = f"ref: p.w\nschedule: {schedule}\n{required}{BODY}"
     packs.pack("p", {"workflows/w.yaml": workflow})
     (problem,) = packs.problems("p/workflows/w.yaml")
     assert problem.startswith("4:8: error: parameter 'who' is required and has no default"), problem
 
 
 def test_produced_assets_are_uris_listed_once(packs: PackWriter) -> None:
-    packs.pack("p", {"workflows/w.yaml": f"ref: p.w\nproduces: [s3://a, s3://a]\n{BODY}"})
-    assert packs.problems("p/workflows/w.yaml") == ["2:20: error: asset 's3://a' is listed twice"]
+    packs.pack("p", {"workflows/w.yaml": f"ref: p.w\nproduces: [s3://a, s3://a, 'airflow://x']\n{BODY}"})
+    assert packs.problems("p/workflows/w.yaml") == [
+        "2:20: error: asset 's3://a' is listed twice",
+        "2:28: error: asset 'airflow://x': the scheme 'airflow' is reserved by Airflow",
+    ]
+
+
+def test_a_rule_s_enabled_is_true_or_false(packs: PackWriter) -> None:
+    text = rule(CRON, "  ref: p.deploy\n  parameters: {version: '1'}")
+    text = text.replace("trigger:", "enabled: 'no'\ntrigger:")
+    packs.pack("p", {"workflows/deploy.yaml": TARGET, "rules/r.yaml": text})
+    (problem,) = packs.problems("p/rules/r.yaml")
+    assert "'enabled' must be true or false, got 'no'" in problem
 
 
 def rule(trigger: str, action: str) -> str:
