@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +51,14 @@ def _configured() -> tuple[int, int] | None:
         print("error: shards are off: set [attune] shards = N (AIRFLOW__ATTUNE__SHARDS)", file=sys.stderr)
         return None
     return count, timeout
+
+
+@contextlib.contextmanager
+def _database() -> Iterator[Any]:
+    """A transaction on Airflow's metadata database with the shard tables in place."""
+    with _engine().begin() as connection:
+        tables.ensure_tables(connection)
+        yield connection
 
 
 def _engine() -> Any:
@@ -129,8 +139,7 @@ def status_main(args: argparse.Namespace) -> int:
     if configured is None:
         return EXIT_USAGE
     try:
-        with _engine().begin() as connection:
-            tables.ensure_tables(connection)
+        with _database() as connection:
             report = status_report(connection, *configured)
     except SQLAlchemyError as exc:
         return _database_error(exc)
@@ -163,8 +172,7 @@ def show_main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     count, timeout = configured
     try:
-        with _engine().begin() as connection:
-            tables.ensure_tables(connection)
+        with _database() as connection:
             found = mapping.snapshot(connection, count, timeout, list(args.refs))  # one query for the batch
     except SQLAlchemyError as exc:
         return _database_error(exc)
@@ -196,8 +204,7 @@ def rebalance_main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     count, timeout = configured
     try:
-        with _engine().begin() as connection:
-            tables.ensure_tables(connection)
+        with _database() as connection:
             live = mapping.live_shards(mapping.beats(connection), count, timeout)
             if not live:
                 print("error: no shard is live (no heartbeat in the last "
