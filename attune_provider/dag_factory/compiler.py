@@ -260,15 +260,16 @@ def build_rule_dag(entry: RuleEntry, params_schema: dict[str, Any]) -> DAG:
     """A rule's DAG: scheduled by its trigger, one task starting its workflow (whose
     parameters are `params_schema`)."""
     rule = entry.rule
+    schedule = _trigger_schedule(rule)
     dag = DAG(
         dag_id=rule.ref,
         description=rule.description,
         doc_md=f"# Rule {rule.ref}\n\nStarts workflow `{rule.action.ref}` when its trigger "
         f"({rule.trigger.type}) fires. From `{entry.display}`.",
         tags=sorted({f"pack:{entry.pack.ref}", f"source:{entry.pack.source}", "attune-rule"}),
-        schedule=_trigger_schedule(rule),
+        schedule=schedule,
         catchup=False,
-        **_continuous(_trigger_schedule(rule)),
+        **_continuous(schedule),
         is_paused_upon_creation=True if entry.pack.paused else None,
         auto_register=False,
     )

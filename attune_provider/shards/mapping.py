@@ -66,14 +66,19 @@ def initial(count: int) -> Version:
     return Version(0, tuple(range(count)), None, "initial: every configured shard")
 
 
+def _shards_of(stored: str, count: int) -> tuple[int, ...]:
+    """A version's stored shards below `count` (`[attune] shards` lowered since): all of the
+    configured ones when none is left."""
+    return tuple(s for s in json.loads(stored) if 0 <= s < count) or tuple(range(count))
+
+
 def current_version(connection: Connection, count: int) -> Version:
     """The latest published version (shards beyond `count` left out), else the initial one."""
     latest = select(tables.versions).order_by(tables.versions.c.version.desc()).limit(1)
     row = connection.execute(latest).first()
     if row is None:
         return initial(count)
-    shards = tuple(s for s in json.loads(row.shards) if 0 <= s < count) or tuple(range(count))
-    return Version(row.version, shards, _aware(row.published_at), row.reason)
+    return Version(row.version, _shards_of(row.shards, count), _aware(row.published_at), row.reason)
 
 
 def beats(connection: Connection) -> list[Beat]:
@@ -204,8 +209,7 @@ def snapshot(connection: Connection, count: int, timeout: float, refs: Sequence[
     pins: dict[str, list[tuple[str, int]]] = {ref: [] for ref in refs}
     for kind, a, b in connection.execute(union_all(*parts)):
         if kind == "version":
-            shards = tuple(s for s in json.loads(b) if 0 <= s < count) or tuple(range(count))
-            version = Version(int(a), shards, None, "")
+            version = Version(int(a), _shards_of(b, count), None, "")
         elif kind == "live" and 0 <= int(a) < count:
             live.add(int(a))
         elif kind == "pin":
