@@ -145,3 +145,42 @@ def shards() -> int | None:
 def shard_timeout() -> int:
     """`[attune] shard_timeout`: seconds without a heartbeat after which a shard is not live."""
     return _int_option("shard_timeout", DEFAULT_SHARD_TIMEOUT, 1)
+
+
+# -- limits (docs/validation.md, "Limits") ---------------------------------------------
+
+DEFAULT_MAX_TASKS = 500
+DEFAULT_MAX_ITEMS = 1024
+DEFAULT_MAX_TEMPLATE_RESULT_BYTES = 1024 * 1024
+DEFAULT_TEMPLATE_TIMEOUT = 5.0
+
+
+def max_tasks() -> int:
+    """`[attune] max_tasks`: the most tasks one workflow may declare (default 500)."""
+    return _int_option("max_tasks", DEFAULT_MAX_TASKS, 1)
+
+
+def max_items() -> int:
+    """`[attune] max_items`: the most items a with_items task may render at run time
+    (default 1024)."""
+    return _int_option("max_items", DEFAULT_MAX_ITEMS, 1)
+
+
+def max_template_result_bytes() -> int:
+    """`[attune] max_template_result_bytes`: the largest string, number or sequence one
+    template operation may make (default 1 MiB)."""
+    return _int_option("max_template_result_bytes", DEFAULT_MAX_TEMPLATE_RESULT_BYTES, 1024)
+
+
+def template_timeout() -> float:
+    """`[attune] template_timeout`: seconds one template may run before it fails (default 5)."""
+    raw = airflow_option("template_timeout")
+    if raw is None or not raw.strip():
+        return DEFAULT_TEMPLATE_TIMEOUT
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"[{SECTION}] template_timeout must be a number of seconds, got {raw!r}")
+    if not 0 < value <= 3600:
+        raise ValueError(f"[{SECTION}] template_timeout must be between 0 and 3600 seconds, got {value}")
+    return value
