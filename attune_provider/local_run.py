@@ -26,7 +26,7 @@ from attune_provider.exceptions import ParameterError, ValidationError
 from attune_provider.language.parameters import check_values
 from attune_provider.language.plan import WorkflowPlan, build_plan
 from attune_provider.language.source import Location, Problem
-from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
+from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, TaskKind
 from attune_provider.operators.state.outcome_xcom import WORKFLOW_KEY
 from attune_provider.operators.state.sealed import unseal
 from attune_provider.sources.reconcile import resolve_quietly
@@ -280,7 +280,9 @@ def task_run(
     if states <= {"skipped", "removed", "upstream_failed"}:  # never started (or no instance): not reached
         fallback = "skipped"
     status = status or outcome.get("status") or fallback
-    attempts = 0 if status == "skipped" else max((int(ti.try_number or 0) for ti in instances), default=0)
+    tries = max((int(ti.try_number or 0) for ti in instances), default=0)
+    tries = max(tries, int(outcome.get("attempts") or 0))  # a retried subworkflow: its attempts
+    attempts = 0 if status == "skipped" else tries
     if duration is None:
         duration = instances[0].duration if len(instances) == 1 else _span(instances)
     return TaskRun(task_id, status, attempts, duration, error or outcome.get("error"))
@@ -288,7 +290,8 @@ def task_run(
 
 def _executions(tis: Sequence[Any], task_id: str) -> list[Any]:
     """The mapped task instances of with_items task `task_id`, in either form."""
-    return [ti for ti in tis if ti.task_id in (task_id, f"{task_id}.run") and ti.map_index >= 0]
+    forms = (task_id, f"{task_id}.{MAPPED_CALL_ID}", f"{task_id}.{MAPPED_CALL_ID}.{OUTCOME_TASK_ID}")
+    return [ti for ti in tis if ti.task_id in forms and ti.map_index >= 0]
 
 
 def _inside(tis: Sequence[Any], group_id: str) -> list[Any]:

@@ -14,7 +14,9 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from airflow.sdk import DAG, Asset, Param, TaskGroup
+from airflow.sdk.definitions._internal.expandinput import DictOfListsExpandInput
 from airflow.sdk.definitions.param import NOTSET
+from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 
 from attune_provider import settings
 from attune_provider.exceptions import AttuneError
@@ -22,15 +24,19 @@ from attune_provider.language.catalog import RuleEntry
 from attune_provider.language.definition import definition_digest
 from attune_provider.language.models import AssetSchedule, Rule, Task, Workflow
 from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
-from attune_provider.language.plan import WorkflowPlan
-from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, TaskKind
+from attune_provider.language.plan import WorkflowPlan, attempt_group
+from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, TaskKind
 from attune_provider.operators.action import AttuneTaskOperator
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.group_outcome import GroupOutcomeOperator
 from attune_provider.operators.items import ItemOperator, ItemsOperator, MappedItemOperator
 from attune_provider.operators.retry import AttuneRetryPolicy
 from attune_provider.operators.rule_trigger import RuleTriggerOperator
-from attune_provider.operators.subworkflow import SubworkflowInputOperator
+from attune_provider.operators.subworkflow import (
+    SubworkflowInputOperator,
+    SubworkflowItemInputOperator,
+    SubworkflowRetryOperator,
+)
 from attune_provider.operators.workflow_outcome import WorkflowOutcomeOperator
 from attune_provider.runners.airflow_operator import check_action as check_operator_action
 
@@ -133,6 +139,7 @@ class _Builder:
             **produced,
             **WorkflowOutcomeOperator.reporting(plan),
         )
+        outcome.workflow = plan  # the workflow it concludes (one attempt's, for a retried call)
         for leaf in plan.graph.leaves:
             nodes[leaf].tail >> outcome
         heads = [op for name in plan.graph.entries for op in nodes[name].heads]
@@ -191,8 +198,10 @@ class _Builder:
     def with_items(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
 
         items = ItemsOperator.create(task_id="items", trigger_rule=rule, task_group=group, **common)
+        if plan.calls_workflow(task.name):
+            return self.subworkflow_items(plan, task, group, items, common)
         run = ItemOperator.partial(
-            task_id="run",
+            task_id=MAPPED_CALL_ID,
             task_group=group,
             **common,
             **_concurrency(task),
@@ -204,13 +213,68 @@ class _Builder:
         run >> collect
         return Node([items], collect)
 
+    def subworkflow_items(
+        self, plan: WorkflowPlan, task: Task, group: TaskGroup, items: ItemsOperator, common: dict
+    ) -> Node:
+        """with_items over a subworkflow: the child's tasks in a TaskGroup mapped over the
+        executions `items` made, one instance of each per item (operators/subworkflow.py);
+        `concurrency` bounds the running instances of each of them."""
+        run = MappedTaskGroup(
+            group_id=MAPPED_CALL_ID,
+            parent_group=group,
+            dag=self.dag,
+            expand_input=DictOfListsExpandInput({"call": items.output}),
+            default_args=_concurrency(task),
+            tooltip=f"{task.action}, once per item",
+        )
+        start = SubworkflowItemInputOperator.create(task_id=SUBWORKFLOW_INPUT_ID, task_group=run, **common)
+        child = self.workflow(plan.children[task.name], run, upstream=start)
+        items >> run  # the group's upstream: how Airflow knows `items` feeds its mapping
+        collect = GroupOutcomeOperator.create(
+            task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=group, **common
+        )
+        child.tail >> collect
+        return Node([items], collect)
+
     def subworkflow(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
 
+        if task.name in plan.attempts:
+            return self.retried_subworkflow(plan, task, group, rule, common)
         start = SubworkflowInputOperator.create(
             task_id=SUBWORKFLOW_INPUT_ID, trigger_rule=rule, task_group=group, **common
         )
         child = self.workflow(plan.children[task.name], group, upstream=start)
         return Node([start], child.tail)
+
+    def retried_subworkflow(
+        self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict
+    ) -> Node:
+        """A subworkflow task with `retry`: the child once per attempt, each in its TaskGroup
+        `attempt_<n>`; attempt n+1 starts (after the retry's delay) only when attempt n
+        failed or timed out and `on_error` allows it, else it is skipped whole; the task's
+        outcome step takes the last attempt's (operators/subworkflow.py)."""
+        heads: list[Any] = []
+        previous: Node | None = None
+        for attempt in plan.attempts[task.name]:
+            inner = TaskGroup(attempt_group(attempt.attempt), parent_group=group, dag=self.dag)
+            if previous is None:
+                start = SubworkflowInputOperator.create(
+                    task_id=SUBWORKFLOW_INPUT_ID, trigger_rule=rule, task_group=inner, **common
+                )
+                heads = [start]
+            else:
+                start = SubworkflowRetryOperator.create(
+                    task_id=SUBWORKFLOW_INPUT_ID, trigger_rule="all_done", task_group=inner, **common
+                )
+                start.attempt = attempt.attempt
+                previous.tail >> start
+            previous = self.workflow(attempt, inner, upstream=start)
+        collect = GroupOutcomeOperator.create(
+            task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=group, **common
+        )
+        assert previous is not None
+        previous.tail >> collect
+        return Node(heads, collect)
 
 
 class ConfidentialRoutingError(AttuneError):

@@ -18,7 +18,7 @@ from attune_provider.language.catalog import Catalog, WorkflowEntry
 from attune_provider.language.models import Task, Workflow
 from attune_provider.language.parameters import has_default, parameters_schema, secret_names
 from attune_provider.language.routing import Graph
-from attune_provider.language.statuses import OUTCOME_TASK_ID, TaskKind
+from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, TaskKind
 from attune_provider.language.templates.render import NotConstant, constant
 
 
@@ -83,6 +83,9 @@ class WorkflowPlan:
         self.prefix = prefix
         self.parent = parent
         self.children: dict[str, WorkflowPlan] = {}
+        # a subworkflow task with `retry`: one plan per attempt (`<task>.attempt_<n>.`)
+        self.attempts: dict[str, list[WorkflowPlan]] = {}
+        self.attempt = 1  # which attempt of its calling task this child plan runs
         self.definition_sha256: str | None = None  # set when a confidential DAG is compiled
         model = entry.workflow.model_dump_json().encode()
         self.digest = hashlib.sha1(model, usedforsecurity=False).hexdigest()[:12]
@@ -93,6 +96,37 @@ class WorkflowPlan:
 
     __repr__ = __str__
 
+    def calls_workflow(self, name: str) -> bool:
+        """Whether task `name` runs a subworkflow (once, or once per item with `with_items`)."""
+        action = self.actions.get(name)
+        return action is not None and action.runner_type == "workflow"
+
+    @property
+    def mapped_call(self) -> bool:
+        """Whether this plan is the child of a `with_items` call: its tasks live in a mapped
+        TaskGroup, one instance of each per item (or batch), at the item's map index."""
+        return self.parent is not None and self.parent[0].tasks[self.parent[1]].with_items is not None
+
+    @property
+    def reports_execution(self) -> bool:
+        """Whether this child's end is one execution of its calling task, not the task's
+        outcome: one item of a with_items call, or one attempt of a retried call; the
+        task's outcome step then makes the outcome of them all (group_outcome.py)."""
+        if self.parent is None:
+            return False
+        caller, name = self.parent
+        return self.mapped_call or name in caller.attempts
+
+    @property
+    def in_mapped_group(self) -> bool:
+        """Whether this plan's tasks run inside a mapped TaskGroup (its own, or a caller's)."""
+        plan: WorkflowPlan | None = self
+        while plan is not None:
+            if plan.mapped_call:
+                return True
+            plan = plan.parent[0] if plan.parent is not None else None
+        return False
+
     def kind(self, name: str) -> TaskKind:
         """How a task compiles: parallel, with_items, workflow (a subworkflow) or action."""
         task = self.tasks[name]
@@ -100,10 +134,7 @@ class WorkflowPlan:
             return TaskKind.PARALLEL
         if task.with_items is not None:
             return TaskKind.WITH_ITEMS
-        action = self.actions.get(name)
-        return (
-            TaskKind.WORKFLOW if action is not None and action.runner_type == "workflow" else TaskKind.ACTION
-        )
+        return TaskKind.WORKFLOW if self.calls_workflow(name) else TaskKind.ACTION
 
     @property
     def confidential(self) -> bool:
@@ -210,7 +241,7 @@ class WorkflowPlan:
         found: dict[str, list[Any]] = {}
         ids = set(self.task_ids.values())
         for name, task in self.tasks.items():
-            if task.with_items is None or task.publish or task.decision:
+            if task.with_items is None or task.publish or task.decision or self.calls_workflow(name):
                 continue
             try:
                 items = constant(task.with_items)
@@ -274,6 +305,11 @@ def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
     return None
 
 
+def attempt_group(number: int) -> str:
+    """The TaskGroup of attempt `number` (1: the first try) of a retried subworkflow call."""
+    return f"attempt_{number}"
+
+
 def build_plan(
     entry: WorkflowEntry,
     catalog: Catalog,
@@ -290,8 +326,22 @@ def build_plan(
             action = _action_plan(task.action, catalog)
             if action is not None:
                 plan.actions[name] = action
-    for name in plan.tasks:
-        if plan.kind(name) == TaskKind.WORKFLOW:
-            child = catalog.workflows[plan.actions[name].ref]
-            plan.children[name] = build_plan(child, catalog, f"{plan.airflow_id(name)}.", (plan, name))
+    for name, task in plan.tasks.items():
+        if not plan.calls_workflow(name):
+            continue
+        child = catalog.workflows[plan.actions[name].ref]
+        base = plan.airflow_id(name)
+        if task.with_items is not None:  # the child's tasks in the mapped TaskGroup `run`
+            plan.children[name] = build_plan(child, catalog, f"{base}.{MAPPED_CALL_ID}.", (plan, name))
+        elif task.retry is not None and task.retry.count > 0:  # one TaskGroup per attempt
+            tries = [
+                build_plan(child, catalog, f"{base}.{attempt_group(n)}.", (plan, name))
+                for n in range(1, task.retry.count + 2)
+            ]
+            for number, attempt in enumerate(tries, 1):
+                attempt.attempt = number
+            plan.attempts[name] = tries
+            plan.children[name] = tries[0]
+        else:
+            plan.children[name] = build_plan(child, catalog, f"{base}.", (plan, name))
     return plan

@@ -39,3 +39,4 @@ class TaskKind(_Word):
 
 OUTCOME_TASK_ID = "attune_outcome"  # a DAG's final task, and a group's outcome task
 SUBWORKFLOW_INPUT_ID = "attune_input"  # the step of a subworkflow task that renders its input
+MAPPED_CALL_ID = "run"  # a with_items task's mapped executions (task, or TaskGroup of a subworkflow)

@@ -30,6 +30,10 @@ class ActionRunMixin(AttuneOperator):
 
     _runner: Runner | None = None
 
+    def pre_execute(self, context: Any) -> None:
+        super().pre_execute(context)
+        self.stop_at_call_deadline(context)
+
     def call_action(
         self, action: ActionPlan | None, raw_input: Any, timeout: float | None, context: Any = None
     ) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from airflow.sdk import BaseOperator
@@ -72,6 +73,26 @@ class AttuneOperator(BaseOperator):
             self.plan.ref, self.plan.source, self.plan.pack, self.task_id,
         )
         self.verify_definition()
+
+    _own_timeout: timedelta | None = None
+    _call_deadline: tuple[float, float] | None = None  # (deadline, timeout) that stops this try
+
+    def stop_at_call_deadline(self, context: Any) -> None:
+        """Inside a subworkflow whose calling task has a `timeout`, this try of an action is
+        stopped by Airflow's own execution timeout when the call's deadline passes, if that
+        comes before the task's own timeout (the call's outcome is then `timeout`). Not for
+        the steps that conclude: they must run after the deadline to report it."""
+        if self._own_timeout is None:
+            self._own_timeout = self.execution_timeout or timedelta.max
+        self.execution_timeout = None if self._own_timeout == timedelta.max else self._own_timeout
+        self._call_deadline = None
+        deadline = subworkflow_deadline(self.plan, context["ti"], nested=True)
+        if deadline is None:
+            return
+        left = timedelta(seconds=max(deadline[0] - time.time(), 0.001))
+        if left < self._own_timeout:
+            self.execution_timeout = left
+            self._call_deadline = deadline
 
     _definition_verified = False
 
@@ -148,7 +169,7 @@ class AttuneOperator(BaseOperator):
     def settle(self, context: Any, fired: list[str]) -> None:
         """Skip at once the plain tasks this outcome leaves with no way to run (steps/settle.py)."""
         if settles(self.plan, self.task_name, self.task_id, context["ti"]):
-            task_ids = instances_to_skip(self.plan, self.task_name, fired)
+            task_ids = instances_to_skip(self.plan, self.task_name, fired, context["ti"].map_index)
             if task_ids:
                 skip_now(task_ids, self.log)
 
@@ -169,7 +190,7 @@ class AttuneOperator(BaseOperator):
         own = {"status": Status.SUCCEEDED, "result": result, "error": None, **extra}
         done = publish_and_decide(self.spec, scope, vars_, own)
         targets = fired_targets(self.spec, Status.SUCCEEDED, done.decided)
-        attempts = context["ti"].try_number
+        attempts = extra.pop("attempts", context["ti"].try_number)  # a retried subworkflow's own count
         outcome = Outcome(
             Status.SUCCEEDED,
             result,
@@ -225,7 +246,14 @@ class AttuneOperator(BaseOperator):
         raise AttuneTaskFailed(failure.message) from exc
 
     def timeout_error(self, seconds: float) -> dict[str, Any]:
-        """The error of this task when it exceeded its timeout of `seconds`."""
+        """The error of this task when it exceeded its timeout of `seconds`, or was stopped
+        at the deadline of the subworkflow call it runs in."""
+        if self._call_deadline is not None and time.time() >= self._call_deadline[0]:
+            return {
+                "type": "timeout",
+                "message": f"task '{self.task_name}' was stopped: the subworkflow's timeout of "
+                f"{self._call_deadline[1]:g}s passed",
+            }
         return timeout_error(self.task_name, seconds)
 
     def report_failure(
@@ -235,7 +263,8 @@ class AttuneOperator(BaseOperator):
         targets = fired_targets(self.spec, status)
         ended = time.time()
         attempt = context["ti"].try_number
-        self.push(context, Outcome(status, result, error, targets, {}, ended, attempt, **extra))
+        tries = extra.pop("attempts", attempt)  # a retried subworkflow's own count
+        self.push(context, Outcome(status, result, error, targets, {}, ended, tries, **extra))
         if attempt > (self.retries or 0) or self._retry_refused():
             self.settle(context, targets)  # not before: a retry may still succeed and route elsewhere
 

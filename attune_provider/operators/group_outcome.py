@@ -12,7 +12,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from attune_provider.language.statuses import Status, TaskKind
+from attune_provider.language.plan import attempt_group
+from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, Status, TaskKind
 from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, combine, pull, pull_all
@@ -31,13 +32,19 @@ class GroupOutcomeOperator(AttuneOperator):
 
     def execute(self, context: Any) -> Any:
         builder = self.scope_builder(context)
-        if self.plan.kind(self.task_name) == TaskKind.WITH_ITEMS:
+        kind = self.plan.kind(self.task_name)
+        extra: dict[str, Any] = {}
+        if kind == TaskKind.WITH_ITEMS:
             status, result, error, total = self._executions(context)
+        elif kind == TaskKind.WORKFLOW:
+            status, result, error, attempts = self._attempts(context)
+            total, extra["attempts"] = None, attempts
         else:
             status, result, error, total = self._members(builder)
         if status == Status.SKIPPED:
             self.skip(context, f"'{self.task_name}' did not run")
-        extra = {"total_count": total} if total is not None else {}
+        if total is not None:
+            extra["total_count"] = total
         if status != Status.SUCCEEDED:
             self.report_failure(context, status, error or {}, result, **extra)
             raise GroupFailed(
@@ -64,7 +71,12 @@ class GroupOutcomeOperator(AttuneOperator):
                 {"type": "TaskDied", "message": "the items step ended without a list"},
                 None,
             )
-        pulled = [Outcome.from_xcom(v) for v in pull_all(ti, f"{base}.run", OUTCOME_KEY)]
+        # each execution's outcome: the mapped task's instances, or the child workflows'
+        # outcome steps (with_items over a subworkflow: the mapped TaskGroup `run`)
+        executions = f"{base}.{MAPPED_CALL_ID}"
+        if self.plan.calls_workflow(self.task_name):
+            executions += f".{OUTCOME_TASK_ID}"
+        pulled = [Outcome.from_xcom(v) for v in pull_all(ti, executions, OUTCOME_KEY)]
         by_index = {o.index: o for o in pulled if o is not None}
         outcomes = [
             by_index.get(i) or Outcome(Status.FAILED, error={"type": "TaskDied"})
@@ -73,6 +85,24 @@ class GroupOutcomeOperator(AttuneOperator):
         total = int(meta.get("total_count", len(outcomes)))
         combined = combine(outcomes, total, self.spec)
         return combined.status, combined.result, combined.error, total
+
+    def _attempts(self, context: Any) -> tuple[str, Any, dict[str, Any] | None, int]:
+        """A retried subworkflow call: the outcome of its last attempt that ran, and how
+        many ran (each attempt's child reports to its own outcome step)."""
+        base = self.plan.airflow_id(self.task_name)
+        ran: list[Outcome] = []
+        for attempt in self.plan.attempts[self.task_name]:
+            value = pull(
+                context["ti"], f"{base}.{attempt_group(attempt.attempt)}.{OUTCOME_TASK_ID}", OUTCOME_KEY
+            )
+            outcome = Outcome.from_xcom(value)
+            if outcome is None or outcome.status == Status.SKIPPED:
+                break
+            ran.append(outcome)
+        if not ran:
+            return Status.SKIPPED, None, None, 0
+        last = ran[-1]
+        return last.status, last.result, last.error, len(ran)
 
     def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
         """docs/language.md: "the group succeeds only if every member succeeds, else fails"; a

@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import (
     AirflowTaskTimeout,
 )
 
+from attune_provider import settings
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.plan import WorkflowPlan, batches
 from attune_provider.language.statuses import Status
@@ -44,6 +45,25 @@ def max_map_length() -> int:
         return conf.getint("core", "max_map_length", fallback=1024)
     except Exception:  # noqa: BLE001 - the documented default
         return 1024
+
+
+def check_item_count(op: AttuneOperator, context: Any, count: int) -> None:
+    """`[attune] max_items`: a with_items list longer than that fails the task (error
+    `TooManyItems`, naming the count and the setting), before any execution's input is
+    rendered and before Airflow's own `[core] max_map_length` is checked."""
+    try:
+        limit = settings.max_items()
+    except ValueError as exc:  # an invalid setting: the task cannot tell how many items are allowed
+        message = str(exc)
+    else:
+        if count <= limit:
+            return
+        message = (
+            f"with_items of '{op.task_name}' has {count} items, more than the limit of {limit}"
+            " ([attune] max_items)"
+        )
+    op.report_failure(context, Status.FAILED, {"type": "TooManyItems", "message": message})
+    raise AttuneTaskFailed(message)
 
 
 def stored_calls(plan: WorkflowPlan, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,6 +94,7 @@ class ItemsOperator(AttuneOperator):
                 items = []
             if not isinstance(items, list):
                 raise ParameterError(f"with_items must render to a list, got {type(items).__name__}")
+            check_item_count(self, context, len(items))  # before rendering an input for each
             calls = []
             for index, item in enumerate(batches(items, self.spec.batch_size)):
                 item_scope = {**scope, "item": item, "index": index}
@@ -149,13 +170,18 @@ class ItemOperator(ExecutionMixin):
         return self.run_execution(context, index, raw_input, push_success=True)
 
     def _input_again(self, context: Any, index: int) -> Any:
-        """This execution's input, rendered here because XCom only holds it redacted."""
-        builder = self.scope_builder(context)
-        scope = builder.scope(builder.vars_before(self.task_name))
-        executions = batches(render(self.spec.with_items, scope) or [], self.spec.batch_size)
-        if not isinstance(executions, list) or index >= len(executions):
-            raise ParameterError(f"with_items of '{self.task_name}' no longer has an execution {index}")
-        return render(dict(self.spec.input), {**scope, "item": executions[index], "index": index})
+        return execution_input(self, context, index)
+
+
+def execution_input(op: AttuneOperator, context: Any, index: int) -> Any:
+    """The input of execution `index` of with_items task `op.task_name`, rendered again
+    where it runs, because XCom holds it redacted (or, in a confidential run, not at all)."""
+    builder = op.scope_builder(context)
+    scope = builder.scope(builder.vars_before(op.task_name))
+    executions = batches(render(op.spec.with_items, scope) or [], op.spec.batch_size)
+    if not isinstance(executions, list) or index >= len(executions):
+        raise ParameterError(f"with_items of '{op.task_name}' no longer has an execution {index}")
+    return render(dict(op.spec.input), {**scope, "item": executions[index], "index": index})
 
 
 class MappedItemOperator(ExecutionMixin, RendersInput):

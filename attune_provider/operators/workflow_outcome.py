@@ -105,7 +105,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
             self.push(context, Outcome(Status.SKIPPED))
             raise AirflowSkipException(f"'{self.task_name}' did not run")
         if early is not None:
-            self.report_failure(context, early.status, early.error or {})
+            self._report_call(context, early.status, early.error or {}, None)
             raise AirflowFailException(f"subworkflow {self.workflow.ref} did not start: {early.error}")
 
     def _conclude(
@@ -137,15 +137,29 @@ class WorkflowOutcomeOperator(AttuneOperator):
         deadline = subworkflow_deadline(self.workflow, context["ti"])
         if deadline is not None and time.time() > deadline[0]:  # whatever the child ended with
             error = timeout_error(self.task_name, deadline[1])
-            self.report_failure(context, Status.TIMEOUT, error, output)
+            self._report_call(context, Status.TIMEOUT, error, output)
             raise AirflowFailException(error["message"])
         if reasons:
             error = {"type": "WorkflowFailed", "message": "; ".join(reasons)}
-            self.report_failure(context, Status.FAILED, error, output)
+            self._report_call(context, Status.FAILED, error, output)
+            return
+        if self.workflow.reports_execution:
+            self._report_call(context, Status.SUCCEEDED, None, output)
             return
         builder = self.scope_builder(context)
         vars_ = builder.vars_before(self.task_name)
         self.finish(context, builder.scope(vars_), vars_, output)
+
+    def _report_call(self, context: Any, status: str, error: dict[str, Any] | None, output: Any) -> None:
+        """Report the child's end to the calling task: its outcome (a failure settles what
+        it leaves unreachable); or for one item of a with_items call (with its index) or
+        one attempt of a retried call, that execution's outcome, which the call's own
+        outcome step turns into the task's (group_outcome.py)."""
+        if not self.workflow.reports_execution:
+            self.report_failure(context, status, error or {}, output)
+            return
+        index = context["ti"].map_index if self.workflow.mapped_call else None
+        self.push(context, Outcome(status, output, error, ended_at=time.time(), index=index))
 
     def _tasks(self, outcomes: OutcomeReader) -> tuple[dict[str, str], dict[str, Any], list[str]]:
         """Every task's status and the error of each that has one (by task id), and why

@@ -24,7 +24,7 @@ from attune_provider.language.catalog import Catalog, WorkflowEntry
 from attune_provider.language.model_errors import did_you_mean
 from attune_provider.language.models import Task, Workflow
 from attune_provider.language.source import Problem, key_location, load_yaml_file
-from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID
+from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID
 
 
 class Broken(NamedTuple):
@@ -122,9 +122,32 @@ def check_call(task: Task, catalog: Catalog, broken: dict[str, Broken]) -> list[
         hint = did_you_mean(ref, [*catalog.actions, *catalog.workflows])
         return [error(task.loc("action"), f"unknown action '{ref}'{hint}")]
     if callee[0] == "workflow" and task.with_items is not None:
-        message = f"'with_items' over a subworkflow ('{ref}') is not supported yet"
-        return [error(task.key_loc("with_items"), message)]
+        inner = mapped_inside(ref, catalog, set())
+        if inner is not None:
+            message = (
+                f"'with_items' over subworkflow '{ref}', which maps again (task '{inner[1]}' of "
+                f"{inner[0]} has with_items): Airflow cannot map inside a mapped TaskGroup; "
+                "give the inner list to the outer workflow, or batch it"
+            )
+            return [error(task.key_loc("with_items"), message)]
     return check_input(task, ref, *callee)
+
+
+def mapped_inside(ref: str, catalog: Catalog, seen: set[str]) -> tuple[str, str] | None:
+    """(workflow, task) of the first with_items task that workflow `ref` runs, itself or
+    through its subworkflows at any depth; None when it maps nothing."""
+    entry = catalog.workflows.get(ref)
+    if entry is None or ref in seen:
+        return None
+    seen.add(ref)
+    for placed in walk_tasks(entry.workflow.tasks):
+        if placed.task.with_items is not None:
+            return ref, placed.task.name
+    for task in calling_tasks(entry.workflow):
+        found = mapped_inside(str(task.action), catalog, seen)
+        if found is not None:
+            return found
+    return None
 
 
 def check_calls(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Broken]) -> list[Problem]:
@@ -137,12 +160,14 @@ def check_calls(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Broken
 
 
 def _subworkflow_options(task: Task) -> list[Problem]:
-    """`retry` of a task that runs a subworkflow is not applied (the child's tasks run as
-    tasks of the parent's DAG, each with its own retries; Airflow retries tasks, not
-    groups). Its `timeout` is: see operators/subworkflow.py."""
-    if "retry" not in task.model_fields_set:
+    """`retry` of a subworkflow task reruns the whole child (one TaskGroup per attempt,
+    compiler.py), but not per item of a with_items call: there it has no effect."""
+    if "retry" not in task.model_fields_set or task.with_items is None:
         return []
-    message = f"'retry' of task '{task.name}' has no effect on a subworkflow (not supported)"
+    message = (
+        f"'retry' of task '{task.name}' has no effect: a with_items call of a subworkflow runs "
+        "each item's child once (retry the tasks inside the child instead)"
+    )
     return [warning(task.key_loc("retry"), message)]
 
 
@@ -228,11 +253,13 @@ def _id_length(placed: Placed, catalog: Catalog, memo: dict[str, int], stack: se
     the steps of a group or the tasks of a subworkflow after a dot."""
     task = placed.task
     own = len(task.name) + (len(placed.group.name) + 1 if placed.group is not None else 0)
+    calls = task.action is not None and str(task.action) in catalog.workflows
+    if calls:  # the child's tasks, after `<task>.` (`<task>.run.` when mapped over items)
+        inner = _longest_id(str(task.action), catalog, memo, stack)
+        mapped = len(MAPPED_CALL_ID) + 1 if task.with_items is not None else 0
+        return own + 1 + max(len(OUTCOME_TASK_ID), mapped + max(len(SUBWORKFLOW_INPUT_ID), inner))
     if task.type == "parallel" or task.with_items is not None:
         return own + 1 + len(OUTCOME_TASK_ID)
-    if task.action is not None and str(task.action) in catalog.workflows:
-        inner = _longest_id(str(task.action), catalog, memo, stack)
-        return own + 1 + max(len(SUBWORKFLOW_INPUT_ID), inner)
     return own
 
 

@@ -22,14 +22,30 @@ OUTCOME_KEY = "attune"
 WORKFLOW_KEY = "workflow"  # the workflow's outcome, pushed by its `attune_outcome` task
 
 
+def shared_map_index(ti: Any, task_id: str) -> int | None:
+    """The map index `ti` shares with task `task_id`: a task of a subworkflow called with
+    `with_items` reads its sibling tasks (those of its mapped TaskGroup) at its own map
+    index, the item it runs for; None for every other pair of tasks."""
+    map_index = getattr(ti, "map_index", None)
+    if map_index is None or map_index < 0:
+        return None
+    group = ti.task.get_closest_mapped_task_group()
+    return map_index if group is not None and task_id.startswith(f"{group.group_id}.") else None
+
+
 def pull(ti: Any, task_id: str, key: str = "return_value") -> Any:
-    """The XCom `key` of (unmapped) task `task_id` in this run, None when there is none.
+    """The XCom `key` of (unmapped) task `task_id` in this run, None when there is none
+    (a sibling in the same mapped TaskGroup: its instance at this task's map index).
 
     Without `map_indexes`, the Task SDK reads it through the sequence endpoint, which
     answers "nothing" quietly: a single-value read logs an error for every missing XCom,
     and Attune often asks for outcomes that were never pushed (a step that succeeded, a
     task skipped early).
     """
+    index = shared_map_index(ti, task_id)
+    if index is not None:
+        found = ti.xcom_pull(task_ids=[task_id], key=key, map_indexes=[index])
+        return unseal(found[0]) if found else None
     return unseal(ti.xcom_pull(task_ids=task_id, key=key))
 
 
@@ -280,7 +296,7 @@ class OutcomeReader(Mapping[str, Outcome]):
         if self._states is None:
             try:
                 found = self._ti.get_task_states(dag_id=self._ti.dag_id, run_ids=[self._ti.run_id])
-                self._states = dict(found.get(self._ti.run_id, {}))
+                self._states = _at_shared_index(self._ti, dict(found.get(self._ti.run_id, {})))
             except Exception:  # noqa: BLE001 - a missing state just means "did not run"
                 self._states = {}
         return self._states
@@ -288,6 +304,20 @@ class OutcomeReader(Mapping[str, Outcome]):
     def scope(self) -> Mapping[str, Any]:
         """The `task` template scope: `task.<name>.result/status/error`."""
         return _TaskScope(self)
+
+
+def _at_shared_index(ti: Any, states: dict[str, Any]) -> dict[str, Any]:
+    """The run's task states with each sibling in this task's mapped TaskGroup under its
+    plain task id, its instance at this task's map index (Airflow names it
+    `<task_id>_<map_index>`; an instance not yet expanded has only the plain id)."""
+    index = getattr(ti, "map_index", None)
+    if index is None or index < 0 or ti.task.get_closest_mapped_task_group() is None:
+        return states
+    suffix = f"_{index}"
+    for key, state in list(states.items()):
+        if key.endswith(suffix) and shared_map_index(ti, key[: -len(suffix)]) == index:
+            states[key[: -len(suffix)]] = state
+    return states
 
 
 class _TaskScope(Mapping[str, Any]):

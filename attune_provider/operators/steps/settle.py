@@ -16,12 +16,16 @@ from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.statuses import TaskKind
 
 
-def instances_to_skip(plan: WorkflowPlan, task_name: str, fired: list[str]) -> list[str | tuple[str, int]]:
-    """The Airflow task instances (ids, or (id, map index)) that `fired` leaves unreachable."""
+def instances_to_skip(
+    plan: WorkflowPlan, task_name: str, fired: list[str], map_index: int = -1
+) -> list[str | tuple[str, int]]:
+    """The Airflow task instances (ids, or (id, map index)) that `fired` leaves unreachable;
+    in a mapped TaskGroup (`plan.in_mapped_group`), those of the item at `map_index`."""
     task_ids: list[str | tuple[str, int]] = []
     for name in plan.graph.settled_by(task_name, fired):
         if plan.kind(name) == TaskKind.ACTION:
-            task_ids.append(plan.airflow_id(name))
+            own = plan.airflow_id(name)
+            task_ids.append((own, map_index) if plan.in_mapped_group else own)
         elif name in plan.mapped_items:  # its instances exist from the start of the run
             count = len(plan.mapped_items[name])
             task_ids += [(plan.airflow_id(name), i) for i in range(count)]
@@ -45,6 +49,7 @@ def settles(plan: WorkflowPlan, task_name: str, task_id: str, ti: Any) -> bool:
     not a mapped instance, nor an inner step of a group (`items`, a subworkflow's input),
     which ends before the task has its outcome (settling then could let the workflow's
     final step run, its leaves skipped, before the group's outcome step, and miss a failure)."""
-    if task_name not in plan.graph.tasks or ti.map_index not in (None, -1):
+    mapped_instance = ti.map_index not in (None, -1) and not plan.in_mapped_group
+    if task_name not in plan.graph.tasks or mapped_instance:
         return False
     return task_id == plan.outcome_ids[task_name]
