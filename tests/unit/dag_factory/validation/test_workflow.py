@@ -357,13 +357,33 @@ def test_parallel_groups_do_not_nest_and_members_are_not_targets(packs):
     ]
 
 
+def test_with_items_over_a_subworkflow_that_maps_again_is_an_error(packs):
+    inner = "ref: p.inner\ntasks: [{name: each, action: core.noop, with_items: '{{ [1] }}'}]\n"
+    child = "ref: p.c\ntasks: [{name: x, action: p.inner}]\n"
+    workflow = """\
+        ref: p.w
+        tasks:
+          - {name: s, action: p.c, with_items: "{{ [1, 2] }}"}
+          - {name: plain, action: p.c}
+        output_map: {}
+        """
+    packs.pack(
+        "p", {"workflows/inner.yaml": inner, "workflows/c.yaml": child, "workflows/w.yaml": workflow}
+    )
+    assert packs.problems(WF) == [
+        "3:28: error: 'with_items' over subworkflow 'p.c', which maps again (task 'each' of p.inner "
+        "has with_items): Airflow cannot map inside a mapped TaskGroup; give the inner list to the "
+        "outer workflow, or batch it",
+    ]
+
+
 def test_options_that_would_be_ignored_are_warnings(packs):
     child = "ref: p.c\ntasks: [{name: x, action: core.noop}]\n"
     workflow = """\
         ref: p.w
         output: {type: object}
         tasks:
-          - {name: s, action: p.c, retry: {count: 2}, timeout: 5, on_success: g}
+          - {name: s, action: p.c, with_items: "{{ [1] }}", retry: {count: 2}, on_success: g}
           - name: g
             type: parallel
             input: {a: 1}
@@ -373,6 +393,7 @@ def test_options_that_would_be_ignored_are_warnings(packs):
     packs.pack("p", {"workflows/c.yaml": child, "workflows/w.yaml": workflow})
     assert packs.problems(WF) == [
         "2:1: warning: " + NO_OUTPUT_MAP,
-        "4:28: warning: 'retry' of task 's' has no effect on a subworkflow (not supported)",
+        "4:53: warning: 'retry' of task 's' has no effect: a with_items call of a subworkflow runs "
+        "each item's child once (retry the tasks inside the child instead)",
         "7:5: warning: 'input' of parallel task 'g' has no effect (set it on its members)",
     ]
