@@ -2,19 +2,40 @@
 
 Missing values are chainable undefineds (`task.x.result.y` of a task that did not run is
 null), mapping keys win over methods, `_` names are refused, and a few filters are added
-(`to_json`, `from_json`, `append`, `prepend`, `filter`, `batch`). No Airflow import.
+(`to_json`, `from_json`, `append`, `prepend`, `filter`, `batch`); `default` replaces null
+too. The sandbox's hooks keep a template within its limits (limits.py): the operators
+`*`, `**`, `+`, `%` and `~`, the methods of strings and lists and the filters that could
+make a huge value work out its size first, and every call, lookup, operator and loop step
+counts towards the template's time. No Airflow import.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from attune_provider.exceptions import AttuneError
+from attune_provider.language.templates.bounded import BOUNDED_FILTERS, as_text, lipsum
+from attune_provider.language.templates.limits import Guard, active_guard
+from attune_provider.language.templates.sizes import (
+    bound_method,
+    json_size,
+    method_size,
+    power_size,
+    prepare_method_args,
+    printf_size,
+    product_size,
+    sum_size,
+    text_size,
+)
 
 _SYNTAX = ("{{", "{%")
 
@@ -42,8 +63,12 @@ def _finalize(value: Any) -> Any:
     scope read lazily (`vars`, `pack`, `task`) prints as the data it holds; a method
     (`d.items` where `d` has no key `items`) is no value, and a lazy sequence (`range`,
     `map`) prints as its list."""
+    if type(value) is str:  # most values printed
+        return value
     if value is None or isinstance(value, jinja2.Undefined):
         return ""
+    if isinstance(value, (list, tuple, set, frozenset, Mapping)):
+        as_text(value, "printing a value")  # refused before it is printed when too large
     if isinstance(value, Mapping) and not isinstance(value, dict):
         return plain_data(value)
     if callable(value):
@@ -57,8 +82,76 @@ def _unsafe(name: str) -> SecurityError:
     return SecurityError(f"access to attribute {name!r} is unsafe")
 
 
+def _concat(pieces: Iterable[str]) -> str:
+    """A template's text (and a block's, a macro's): refused once it passes the limit."""
+    guard = active_guard()
+    limit = guard.max_bytes
+    parts: list[str] = []
+    total = 0
+    for piece in pieces:
+        total += len(piece) if piece.isascii() else text_size(piece)
+        if total > limit:
+            guard.check(total, "the template's text")
+        parts.append(piece)
+    return "".join(parts)
+
+
+class _Ticking:
+    """The sequence a `{% for %}` loop walks, counting each step towards the template's time."""
+
+    __slots__ = ("_sequence", "_iterator", "_guard")
+
+    def __init__(self, sequence: Any, guard: Guard) -> None:
+        self._sequence = sequence
+        self._iterator = iter(sequence)
+        self._guard = guard
+
+    def __iter__(self) -> _Ticking:
+        return self
+
+    def __next__(self) -> Any:
+        self._guard.tick()
+        return next(self._iterator)
+
+    def __len__(self) -> int:  # `loop.length` without copying the sequence
+        return len(self._sequence)
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's, except that loops walk `environment.iterate(...)` and `~` is
+    `environment.join_texts(...)` (in the sandbox, other operators have hooks already)."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        ticking = copy.copy(node)
+        ticking.iter = nodes.Call(nodes.EnvironmentAttribute("iterate"), [node.iter], [], None, None)
+        ticking.iter.set_lineno(node.lineno)
+        super().visit_For(ticking, frame)
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.join_texts((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+def _operator_size(operator: str, left: Any, right: Any, budget: int) -> int | None:
+    if operator == "**":
+        return power_size(left, right)
+    if operator == "*":
+        return product_size(left, right, budget)
+    if operator == "+":
+        return sum_size(left, right)
+    return printf_size(left, right, budget)  # %
+
+
 class AttuneEnvironment(SandboxedEnvironment):
     """The one template environment of the project (see docs/language.md)."""
+
+    code_generator_class = _CodeGenerator
+    concat = staticmethod(_concat)
+    intercepted_binops = frozenset({"*", "**", "+", "%"})  # never folded at compile time either
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("undefined", _AttuneUndefined)
@@ -66,7 +159,51 @@ class AttuneEnvironment(SandboxedEnvironment):
         options.setdefault("autoescape", False)
         options.setdefault("keep_trailing_newline", True)  # a string keeps its last newline, as in Airflow
         super().__init__(**options)
+        self.filters.update(BOUNDED_FILTERS)
         self.filters.update(_FILTERS)
+        self.globals["lipsum"] = lipsum
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """`*`, `**`, `+` and `%`, refused before they are computed when they would make
+        more than the limit."""
+        guard = active_guard()
+        guard.tick()
+        what = f"{type(left).__name__} {operator} {type(right).__name__}"
+        guard.check(_operator_size(operator, left, right, guard.max_bytes), what)
+        result = self.binop_table[operator](left, right)
+        if operator == "%" and isinstance(result, str):
+            guard.check(text_size(result), what)
+        return result
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """Every call counts towards the template's time; a method of a string or a list
+        that could make a huge value (`center`, `replace`, `join`, `format`, `extend`, ...)
+        is refused first when it would make more than the limit."""
+        guard = active_guard()
+        guard.tick()
+        method = bound_method(__obj)
+        if method is not None:
+            owner, name = method
+            args = prepare_method_args(owner, name, args)
+            size = method_size(owner, name, args, kwargs, guard.max_bytes)
+            guard.check(size, f"{type(owner).__name__}.{name}()")
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def iterate(self, sequence: Any) -> _Ticking:
+        """What a `{% for %}` loop walks (see `_CodeGenerator`)."""
+        return _Ticking(sequence, active_guard())
+
+    def join_texts(self, parts: Iterable[Any]) -> str:
+        """`a ~ b ~ c`: each part as text, refused once the whole passes the limit."""
+        guard = active_guard()
+        texts: list[str] = []
+        total = 0
+        for part in parts:
+            text = part if isinstance(part, str) else as_text(part, "the operator '~'")
+            total += text_size(text)
+            guard.check(total, "the operator '~'")
+            texts.append(text)
+        return "".join(texts)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Mapping keys win over methods: `parameters.items` is the parameter `items`.
@@ -74,6 +211,7 @@ class AttuneEnvironment(SandboxedEnvironment):
         `_` names raise instead of the sandbox's silent undefined, as the validator reports
         them; a lookup on None (like any failed lookup) gives an undefined.
         """
+        active_guard().tick()
         if attribute.startswith("_"):
             raise _unsafe(attribute)
         if isinstance(obj, Mapping):
@@ -85,6 +223,7 @@ class AttuneEnvironment(SandboxedEnvironment):
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         """Ordinary subscription, except that `_` string keys are unsafe as attributes are."""
+        active_guard().tick()
         if isinstance(argument, str) and argument.startswith("_"):
             raise _unsafe(argument)
         return super().getitem(obj, argument)
@@ -94,7 +233,7 @@ class AttuneEnvironment(SandboxedEnvironment):
 
 
 def _text(value: Any) -> str:
-    return "" if value is None or isinstance(value, jinja2.Undefined) else str(value)
+    return "" if value is None or isinstance(value, jinja2.Undefined) else as_text(value, "printing a value")
 
 
 def _json_default(value: Any) -> Any:
@@ -104,6 +243,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _to_json(value: Any) -> str:
+    active_guard().check(json_size(value, active_guard().max_bytes), "the filter 'to_json'")
     return json.dumps(value, sort_keys=False, ensure_ascii=False, default=_json_default)
 
 
@@ -114,12 +254,18 @@ def _from_json(value: Any) -> Any:
     return json.loads(value)
 
 
+def _joined(first: Any, second: Any, name: str) -> str:
+    texts = [_text(first), _text(second)]
+    active_guard().check(text_size(texts[0]) + text_size(texts[1]), f"the filter {name!r}")
+    return "".join(texts)
+
+
 def _append(value: Any, suffix: Any) -> str:
-    return _text(value) + _text(suffix)
+    return _joined(value, suffix, "append")
 
 
 def _prepend(value: Any, prefix: Any) -> str:
-    return _text(prefix) + _text(value)
+    return _joined(prefix, value, "prepend")
 
 
 def _as_list(value: Any, filter_name: str) -> list[Any]:

@@ -15,6 +15,8 @@ from jinja2.environment import TemplateExpression
 
 from attune_provider.language.templates.analysis import template_strings
 from attune_provider.language.templates.environment import ENV, TemplateRenderError, has_syntax, plain_data
+from attune_provider.language.templates.limits import Guard, TemplateLimits, current_limits, limited
+from attune_provider.language.templates.sizes import repeated_size
 
 _FALSE_STRINGS = frozenset({"", "false", "no", "off", "0", "none", "null"})
 _MAX_SOURCE_IN_MESSAGE = 200
@@ -59,27 +61,45 @@ def _render_error(source: str, exc: Exception) -> TemplateRenderError:
     return TemplateRenderError(f"cannot render {shown!r}: {reason}")
 
 
-def _render_string(source: str, scope: Mapping[str, Any]) -> Any:
+def _value(compiled: TemplateExpression, scope: Mapping[str, Any], guard: Guard) -> Any:
+    """A single expression's value as data; refused when it repeats the same list or
+    mapping past the limit (`ns.l` after `ns.l.append(big)` 10,000 times): written out
+    (as data, JSON, an XCom) it would be that large."""
+    value = compiled(scope)
+    guard.check(repeated_size(value, guard.max_bytes), "the value, which repeats the same list or mapping,")
+    return plain_data(value)
+
+
+def _render_string(source: str, scope: Mapping[str, Any], limits: TemplateLimits) -> Any:
     if not has_syntax(source):
         return source
     try:
-        compiled = _compile(source)
-        if isinstance(compiled, TemplateExpression):
-            return plain_data(compiled(scope))
-        return compiled.render(scope)
+        with limited(limits) as guard:
+            compiled = _compile(source)
+            if isinstance(compiled, TemplateExpression):
+                return _value(compiled, scope, guard)
+            return compiled.render(scope)
     except Exception as exc:  # any failure of user code in a template is a render error
         raise _render_error(source, exc) from exc
 
 
-def render(value: Any, scope: Mapping[str, Any]) -> Any:
-    """Render every string inside `value` once; what templates return is data, never re-rendered."""
+def _render(value: Any, scope: Mapping[str, Any], limits: TemplateLimits) -> Any:
     if isinstance(value, str):
-        return _render_string(value, scope)
+        return _render_string(value, scope, limits)
     if isinstance(value, dict):
-        return {key: render(item, scope) for key, item in value.items()}
+        return {key: _render(item, scope, limits) for key, item in value.items()}
     if isinstance(value, list):
-        return [render(item, scope) for item in value]
+        return [_render(item, scope, limits) for item in value]
     return value
+
+
+def render(value: Any, scope: Mapping[str, Any], limits: TemplateLimits | None = None) -> Any:
+    """Render every string inside `value` once; what templates return is data, never re-rendered.
+
+    Each template runs under `limits` (by default those `set_limits_source` gives): what
+    one operation makes, and the CPU time one template takes (limits.py).
+    """
+    return _render(value, scope, limits or current_limits())
 
 
 class NotConstant(Exception):
