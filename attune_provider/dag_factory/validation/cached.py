@@ -2,8 +2,9 @@
 
 The findings of `validate_catalog` for a scope (the whole packs path, or one workflow's
 closure) are stored in the `FileCache` with a fingerprint of everything validation reads
-(every file's hash, the entry points, the settings), and used only when it matches. A
-warm parse never imports the checks (and what they import).
+(every file's hash, the entry points, the settings: depth, file size, task and item
+limits), and used only when it matches. A warm parse never imports the checks (and what
+they import).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
+from attune_provider import settings
 from attune_provider.dag_factory.file_cache import FileCache
 from attune_provider.language.catalog import Catalog
 from attune_provider.language.source import Problem
@@ -38,7 +40,7 @@ def _entry_points(catalog: Catalog) -> Iterator[tuple[str, str, bool]]:
 def validation_inputs(catalog: Catalog, max_depth: int) -> Iterator[object]:
     """Everything `validate_catalog` reads: the same inputs give the same report. The
     catalog must come from a cached load (`catalog.digests` holds every file's hash)."""
-    yield max_depth, catalog.max_file_bytes
+    yield max_depth, catalog.max_file_bytes, settings.max_tasks(), settings.max_items()
     yield sorted(catalog.digests.items())
     yield sorted((ref, os.path.realpath(pack.directory), pack.display) for ref, pack in catalog.packs.items())
     yield [problem.format() for problem in catalog.problems]

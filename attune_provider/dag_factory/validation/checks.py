@@ -34,6 +34,7 @@ from attune_provider.dag_factory.validation.calls import (
     invalid_workflows,
     subworkflow_calls,
 )
+from attune_provider.dag_factory.validation.limits import check_constant_items, check_task_counts
 from attune_provider.dag_factory.validation.schedules import (
     check_rule,
     check_schedule,
@@ -282,7 +283,12 @@ def _file_lines(entry: WorkflowEntry) -> list[str]:
         return []
 
 
-def check_workflow(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Broken]) -> list[Problem]:
+def check_workflow(
+    entry: WorkflowEntry,
+    catalog: Catalog,
+    broken: dict[str, Broken],
+    max_items: int = settings.DEFAULT_MAX_ITEMS,
+) -> list[Problem]:
     """Everything about one workflow that does not depend on the validity of its subworkflows."""
     workflow = entry.workflow
     context = TemplateContext.of(workflow, entry.pack.ref, entry.pack.config_schema, _file_lines(entry))
@@ -294,6 +300,7 @@ def check_workflow(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Bro
         *check_workflow_structure(workflow),
         *check_calls(entry, catalog, broken),
         *check_templates(workflow, context),
+        *check_constant_items(workflow, max_items),
     ]
 
 
@@ -316,8 +323,17 @@ def _guarded(check: Callable[[], list[Problem]], display: str) -> list[Problem]:
         return [error(Location(display), message)]
 
 
-def validate_catalog(catalog: Catalog, max_depth: int = settings.DEFAULT_MAX_DEPTH) -> Report:
-    """Every problem of every pack, action and workflow of the catalog."""
+def validate_catalog(
+    catalog: Catalog,
+    max_depth: int = settings.DEFAULT_MAX_DEPTH,
+    max_tasks: int | None = None,
+    max_items: int | None = None,
+) -> Report:
+    """Every problem of every pack, action and workflow of the catalog. `max_tasks` and
+    `max_items` (None: `[attune] max_tasks` and `max_items`, which may raise ValueError
+    for an invalid setting) are the limits of docs/validation.md."""
+    max_tasks = settings.max_tasks() if max_tasks is None else max_tasks
+    max_items = settings.max_items() if max_items is None else max_items
     problems: list[Problem] = list(catalog.problems)
     for pack in catalog.packs.values():
         problems += check_pack(pack, catalog)
@@ -325,9 +341,12 @@ def validate_catalog(catalog: Catalog, max_depth: int = settings.DEFAULT_MAX_DEP
         problems += _guarded(functools.partial(check_action, action), action.display)
     broken = broken_targets(catalog, problems)
     for workflow in catalog.workflows.values():
-        problems += _guarded(functools.partial(check_workflow, workflow, catalog, broken), workflow.display)
+        problems += _guarded(
+            functools.partial(check_workflow, workflow, catalog, broken, max_items), workflow.display
+        )
     calls = subworkflow_calls(catalog)
     problems += check_nesting(calls, max_depth)
+    problems += check_task_counts(catalog, calls, max_tasks)
     problems += check_id_lengths(catalog)
     problems += cascade(catalog, calls, problems)
     for rule in catalog.rules.values():

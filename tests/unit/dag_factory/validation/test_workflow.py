@@ -261,7 +261,8 @@ def test_decision_and_on_success_is_a_warning(packs):
     assert packs.validate().invalid_workflows == {}
 
 
-def test_a_chain_of_thousands_of_tasks_is_valid(packs):
+def test_a_chain_of_thousands_of_tasks_is_valid(packs, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ATTUNE__MAX_TASKS", "3000")  # the default is 500 (test_limits.py)
     tasks = "".join(f"  - {{name: t{i}, action: core.noop, on_success: t{i + 1}}}\n" for i in range(2999))
     packs.pack(
         "p", {"workflows/w.yaml": f"ref: p.w\ntasks:\n{tasks}  - {{name: t2999, action: core.noop}}\n"}
@@ -269,7 +270,8 @@ def test_a_chain_of_thousands_of_tasks_is_valid(packs):
     assert packs.validate().errors() == []
 
 
-def test_a_cycle_at_the_end_of_a_long_chain_is_found(packs):
+def test_a_cycle_at_the_end_of_a_long_chain_is_found(packs, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ATTUNE__MAX_TASKS", "3000")
     tasks = "".join(f"  - {{name: t{i}, action: core.noop, on_success: t{i + 1}}}\n" for i in range(2999))
     packs.pack(
         "p",
