@@ -18,8 +18,17 @@ Entries live below `ATTUNE_CACHE_DIR`, else `[attune] cache_dir`, else
 (the sources of `language` and `dag_factory` and the versions of the libraries whose output is stored)
 keeps an upgrade from reading old entries. Writes go to a temporary file renamed into
 place (`os.replace`), so DAG processors writing at once never expose a partial entry;
-an unreadable entry is a miss. Entries are pickles: the directory must be writable by
-Airflow only (it is created with mode 0700).
+an unreadable entry is a miss.
+
+Entries are pickles, and reading a pickle can run any code: whoever can write an entry
+could run code in the DAG processor and the workers. So the cache is used only when
+nobody but the user Airflow runs as can (docs/design.md, "The parse cache trusts only its
+owner"): the cache directory, and every directory below it, must be owned by that user
+and not writable by group or others (missing ones are created with mode 0700, missing
+parents of the cache directory too), and no parent of it may be writable by every user
+without the sticky bit (someone could swap the directory). Otherwise a warning is logged
+once and the process parses without the cache. Each entry read must be a file owned by
+that user and not writable by group or others too, else it is a miss.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import importlib.util
 import logging
 import os
 import pickle
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -90,6 +100,73 @@ def _jsonschema_version() -> str:
         return "?"
 
 
+_WARNED: set[str] = set()  # the untrusted paths warned about in this process
+
+
+def _warn_once(path: Path, reason: str) -> None:
+    if str(path) in _WARNED:
+        return
+    _WARNED.add(str(path))
+    log.warning(
+        "Attune parse cache not used: %s %s. Its entries are pickles, which run code when read:"
+        " the cache directory must belong to the user Airflow runs as (uid %d) and be writable"
+        " by it alone. Parsing without the cache (slower, never wrong).",
+        path,
+        reason,
+        os.geteuid(),
+    )
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _untrusted(info: os.stat_result, entry: bool = False) -> str | None:
+    """Why a directory, or an `entry` (a file this cache wrote: one link to it), could hold
+    what someone else wrote, else None."""
+    if info.st_uid != os.geteuid():
+        return f"belongs to uid {info.st_uid}"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "group" if info.st_mode & stat.S_IWGRP else "others"
+        return f"is writable by {who} (mode {info.st_mode & 0o7777:o})"
+    if entry and (not stat.S_ISREG(info.st_mode) or info.st_nlink != 1):
+        return "is not a file this cache wrote (a special file, or one with several links)"
+    return None
+
+
+def _open_parent(directory: Path) -> str | None:
+    """Why a parent of the cache directory would let another user swap what is below it:
+    writable by every user without the sticky bit (as /tmp has). Else None."""
+    for parent in reversed(directory.parents):
+        try:
+            info = os.stat(parent)
+        except FileNotFoundError:
+            return None  # created below, mode 0700
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            return f"is below {parent}, which every user may write (mode {info.st_mode & 0o7777:o})"
+    return None
+
+
+def private_dir(directory: Path) -> str | None:
+    """Create `directory` (and its missing parents) with mode 0700; None when it, and each
+    parent created, belongs to this user alone, else why not."""
+    missing: list[Path] = []
+    current = directory
+    while not os.path.lexists(current) and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile: checked below
+            os.mkdir(path, 0o700)
+    for path in [*reversed(missing)] or [directory]:  # `directory` comes last
+        info = os.stat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            return "is not a directory"
+        why = _untrusted(info)
+        if why is not None:
+            return why if path == directory else f"is below {path}, which {why}"
+    return None
+
+
 def _name(*parts: object) -> str:
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:40]
 
@@ -105,20 +182,47 @@ class Parsed(NamedTuple):
 class FileCache:
     """Entries below `root/<code version>`; every failure to read or write is a miss."""
 
+    SUBDIRS = ("files", "bundles", "reports")
+
     def __init__(self, root: Path, version: str | None = None) -> None:
-        self.root = root / f"v{FORMAT}-{version or code_version()}"
+        self.root = Path(os.path.abspath(root)) / f"v{FORMAT}-{version or code_version()}"
         self.hits = 0
         self.misses = 0
-        self._dirs: set[Path] = set()
+        self._dirs: set[Path] = set()  # the directories found private to this user
         self._bundle: dict[str, Any] | None = None  # file entries read at the start of a batch
         self._used: dict[str, Any] = {}  # the entries of this batch's files, for the next one
+        self.trusted = self._check(root)
+
+    def _check(self, base: Path) -> bool:
+        """Whether only this user can write the cache (else warned once: then every read
+        is a miss and nothing is written). Creates what is missing, mode 0700."""
+        base = Path(os.path.abspath(base))
+        try:
+            why = _open_parent(base)
+            if why is not None:
+                _warn_once(base, why)
+                return False
+            for directory in (base, self.root, *(self.root / sub for sub in self.SUBDIRS)):
+                why = private_dir(directory)
+                if why is not None:
+                    _warn_once(directory, why)
+                    return False
+                self._dirs.add(directory)
+        except OSError:  # cannot be created (a read-only disk): only costs speed
+            log.debug("Attune cache directory %s cannot be used", base, exc_info=True)
+            return False
+        return True
 
     @classmethod
     def open(cls) -> FileCache | None:
-        """The configured cache, or None when it is turned off or cannot be used."""
+        """The configured cache, or None when it is turned off or cannot be used (nor
+        trusted: docs/design.md)."""
         try:
             root = configured_dir()
-            return None if root is None else cls(root)
+            if root is None:
+                return None
+            cache = cls(root)
+            return cache if cache.trusted else None
         except Exception:  # noqa: BLE001 - no cache is slower, never wrong
             log.warning("Attune cache disabled", exc_info=True)
             return None
@@ -126,8 +230,17 @@ class FileCache:
     # -- low level -----------------------------------------------------------------
 
     def _read(self, path: Path) -> Any:
+        """The entry at `path`, or None: missing, unreadable, or possibly written by someone
+        else (only a file of this user that no one else may write is unpickled)."""
+        if not self.trusted:
+            return None
         try:
-            with open(path, "rb") as handle:
+            # never through a symbolic link: an entry is a file this cache wrote itself
+            with os.fdopen(os.open(path, os.O_RDONLY | _NOFOLLOW), "rb") as handle:
+                why = _untrusted(os.fstat(handle.fileno()), entry=True)
+                if why is not None:
+                    _warn_once(path, why)
+                    return None
                 return pickle.load(handle)
         except FileNotFoundError:
             return None
@@ -137,10 +250,15 @@ class FileCache:
 
     def _write(self, path: Path, value: Any) -> None:
         """Atomically: a temporary file in the same directory, renamed over the entry."""
+        if not self.trusted:
+            return
         try:
             directory = path.parent
-            if directory not in self._dirs:
-                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if directory not in self._dirs or not directory.is_dir():  # deleted meanwhile
+                why = private_dir(directory)
+                if why is not None:
+                    _warn_once(directory, why)
+                    return
                 self._dirs.add(directory)
             fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
             try:
