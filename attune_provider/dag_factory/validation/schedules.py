@@ -101,9 +101,12 @@ def _check_trigger(entry: RuleEntry) -> list[Problem]:
     allowed = TRIGGER_PARAMETERS[trigger.type]
     params = trigger.parameters
     problems = [
-        error(trigger.loc("parameters", key), f"unknown parameter '{key}' of trigger {trigger.type}: use "
-              f"{', '.join(allowed)}")
-        for key in params if key not in allowed
+        error(
+            trigger.loc("parameters", key),
+            f"unknown parameter '{key}' of trigger {trigger.type}: use {', '.join(allowed)}",
+        )
+        for key in params
+        if key not in allowed
     ]
     missing = [key for key in allowed if key not in params]
     if missing:
@@ -171,8 +174,12 @@ def _check_parameters(entry: RuleEntry, workflow: WorkflowEntry) -> list[Problem
                 problems.append(error(where, f"parameter '{name}': {message}"))
     for name, prop in declared.items():
         if is_required(prop) and not has_default(prop) and name not in action.parameters:
-            problems.append(error(action.loc("parameters") if action.parameters else action.loc("ref"),
-                                  f"missing required parameter '{name}' of workflow '{workflow.ref}'"))
+            problems.append(
+                error(
+                    action.loc("parameters") if action.parameters else action.loc("ref"),
+                    f"missing required parameter '{name}' of workflow '{workflow.ref}'",
+                )
+            )
     return problems
 
 
