@@ -45,6 +45,34 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "5",
                         "default": "5",
                     },
+                    "max_tasks": {
+                        "description": "Most tasks one workflow may have, its subworkflows' included.",
+                        "version_added": "0.4.0",
+                        "type": "integer",
+                        "example": "500",
+                        "default": "500",
+                    },
+                    "max_items": {
+                        "description": "Most items a with_items task may have (checked at run time).",
+                        "version_added": "0.4.0",
+                        "type": "integer",
+                        "example": "1024",
+                        "default": "1024",
+                    },
+                    "max_template_result_bytes": {
+                        "description": "Largest value one template operation may make, in bytes.",
+                        "version_added": "0.4.0",
+                        "type": "integer",
+                        "example": "1048576",
+                        "default": "1048576",
+                    },
+                    "template_timeout": {
+                        "description": "Seconds one template may run before it fails.",
+                        "version_added": "0.4.0",
+                        "type": "float",
+                        "example": "5",
+                        "default": "5",
+                    },
                     "sources": {
                         "description": "Workflow sources besides the packs path: a JSON list of at most "
                         "five {name, kind: dir|http, path|url, conn_id, refresh_seconds} (docs/sources.md).",

@@ -164,7 +164,8 @@ def _usable_rules(catalog: Catalog, report: Findings) -> list[str]:
     return sorted(
         ref
         for ref, entry in catalog.rules.items()
-        if entry.rule.enabled and entry.display not in broken_files
+        if entry.rule.enabled
+        and entry.display not in broken_files
         and entry.rule.action.ref not in report.invalid_workflows
     )
 
@@ -314,6 +315,15 @@ def _report_sources(catalog: Catalog, sources: Resolved) -> None:
 
 
 def _settings() -> tuple[list[Path], int, int]:
+    """The options loading needs; the limits read later are checked here too, so that an
+    invalid one is reported by name (ValueError) instead of failing halfway through."""
+    for limit in (
+        settings.max_tasks,
+        settings.max_items,
+        settings.max_template_result_bytes,
+        settings.template_timeout,
+    ):
+        limit()
     return settings.packs_paths(), settings.max_depth(), settings.max_file_bytes()
 
 
@@ -350,4 +360,3 @@ def errors_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, D
     fails with every problem, recorded as that file's import error; nothing when all is well."""
     loaded = _load_for_airflow(packs_paths, want_dags=False)
     return {BROKEN_DAG_ID: _broken(loaded.problems)} if loaded.problems else {}
-
