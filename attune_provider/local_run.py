@@ -70,6 +70,12 @@ class RunResult:
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
         return self.xcoms.get((task_id, key))
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the workflow failed because it was ended from outside (docs/design.md,
+        "Pause, resume and cancel"): its reasons say `cancelled`."""
+        return self.status == "failed" and any(reason.startswith("cancelled") for reason in self.reasons)
+
 
 def prepare_environment(packs_paths: Sequence[Path]) -> None:
     """Point this process's Airflow at the packs; call before Airflow is imported.
@@ -217,14 +223,21 @@ def _asks_humans(plan: WorkflowPlan) -> bool:
 
 
 def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
-    """Read task states and XComs of a finished run from the metadata database."""
+    """Read task states and XComs of a finished run from the metadata database.
+
+    The `workflow` XCom of the last step says how the workflow ended; without it (the run
+    was marked failed or success from outside before that step ran: Airflow skipped it)
+    the run's state as a user set it does (`_ended_from_outside`).
+    """
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        run_state = session.query(DagRun.state).filter_by(dag_id=plan.ref, run_id=run_id).scalar()
+        run = session.query(DagRun).filter_by(dag_id=plan.ref, run_id=run_id).one_or_none()
+        run_state = None if run is None else _text(run.state)
+        test_run = run is not None and _text(run.triggered_by) == "test"  # dag.test(): `attune-airflow run`
         tis = session.query(TaskInstance).filter_by(dag_id=plan.ref, run_id=run_id).all()
         rows = session.query(XComModel).filter_by(dag_id=plan.ref, run_id=run_id).all()
         xcoms = {(row.task_id, row.key): unseal(XComModel.deserialize_value(row)) for row in rows}
@@ -234,13 +247,25 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
             for name in plan.tasks
             if plan.kind(name) != TaskKind.ACTION
         }
+        marked = _marked(session, plan.ref, run_id)
     report = xcoms.get((OUTCOME_TASK_ID, WORKFLOW_KEY)) or {}
     result = RunResult(plan.ref, run_id, report.get("status") or "failed", vars=report.get("vars") or {})
     result.output = xcoms.get((OUTCOME_TASK_ID, "return_value"))
     result.reasons = list(report.get("reasons") or [])
-    if run_state != "success" and result.status == "succeeded":  # the last step itself died
+    last = tis_by_id.get(OUTCOME_TASK_ID)
+    last_state = None if last is None else _text(last.state)
+    ended_from_outside = not report and last_state != "failed"
+    if ended_from_outside:
+        result.status, reason = _ended_from_outside(run_state, marked, test_run)
+        result.reasons.append(reason)
+    elif not report:  # the last step itself died before it reported
+        result.reasons.append(f"the last step ({OUTCOME_TASK_ID}) ended {last_state} without reporting")
+    elif run_state != "success" and result.status == "succeeded":  # the last step itself died
         result.status = "failed"
         result.reasons.append(f"the DAG run ended {run_state}")
+    elif run_state == "success" and result.status == "failed" and not test_run:  # marked success after
+        result.status = "succeeded"
+        result.reasons.append("the DAG run was marked success")
     result.xcoms = xcoms
     reported = report.get("tasks") or {}
     errors = report.get("errors") or {}
@@ -259,7 +284,60 @@ def collect(plan: WorkflowPlan, run_id: str) -> RunResult:
             error=errors.get(task_id),
             duration=spans.get(name),
         )
+        task = result.tasks[task_id]
+        if ended_from_outside and task.status == "failed" and not task.error:
+            task.error = {"type": "Cancelled", "message": STOPPED_BY_RUN}
     return result
+
+
+def _text(value: Any) -> str:
+    """An Airflow state or enum member as its text."""
+    return str(getattr(value, "value", value))
+
+
+STOPPED_BY_RUN = "stopped: the DAG run was ended from outside while this task ran"
+
+
+def _ended_from_outside(run_state: str | None, marked: str | None, test_run: bool) -> tuple[str, str]:
+    """(status, reason) of a run whose last step never ran: the run was marked failed or
+    success from outside (the UI or the REST API), and Airflow skipped what had not started.
+
+    What the user chose is the last `patch_dag_run` of Airflow's audit log (`marked`), else
+    the run's state. Not under `dag.test()` (`attune-airflow run`): it finishes the task that
+    was running and then sets the run's state again from its tasks, so there an unknown
+    mark is a cancellation: Attune never concluded, the workflow did not succeed.
+    """
+    chosen = marked or (None if test_run else run_state)
+    if chosen == "success":
+        return "succeeded", "the DAG run was marked success before its last step ran"
+    how = "marked failed" if chosen == "failed" else "ended from outside"
+    return "failed", f"cancelled: the DAG run was {how} before its last step ran"
+
+
+def _marked(session: Any, dag_id: str, run_id: str) -> str | None:
+    """The state the run was last set to through the REST API (or the UI, which uses it),
+    from Airflow's audit log: its `patch_dag_run` events record the request's body."""
+    import json
+
+    from airflow.models.log import Log
+
+    try:
+        events = (
+            session.query(Log.extra)
+            .filter(Log.dag_id == dag_id, Log.run_id == run_id, Log.event == "patch_dag_run")
+            .order_by(Log.dttm.desc(), Log.id.desc())
+            .all()
+        )
+    except Exception:  # noqa: BLE001 - no audit log to read: the run's state decides
+        return None
+    for (extra,) in events:
+        try:
+            state = json.loads(extra or "{}").get("state")
+        except (ValueError, AttributeError):
+            continue
+        if state in ("failed", "success"):
+            return str(state)
+    return None
 
 
 def task_run(

@@ -190,7 +190,8 @@ class Console:
         for task in result.tasks.values():
             counts[task.status] = counts.get(task.status, 0) + 1
         tally = ", ".join(f"{n} {status}" for status, n in counts.items())
-        lines = [f"workflow {result.workflow} {result.status} in {format_duration(elapsed)} ({tally})"]
+        status = f"{result.status} (cancelled)" if result.cancelled else result.status
+        lines = [f"workflow {result.workflow} {status} in {format_duration(elapsed)} ({tally})"]
         bad = [t.task_id for t in result.tasks.values() if t.status in ("failed", "timeout")]
         if result.status != "succeeded":
             lines.append(f"failed tasks: {', '.join(bad) or 'none'}")

@@ -4,6 +4,12 @@ Airflow marks a DAG run successful when its leaf tasks succeed, whatever happene
 upstream; this single `all_done` leaf makes the DAG run's state the workflow's outcome
 (docs/language.md, "Workflow outcome"). For a subworkflow it also reports back to
 the calling task: the child's output is that task's result, its outcome the task's.
+
+Cancellation (docs/design.md, "Pause, resume and cancel"): a task Airflow shows `failed`
+that pushed no outcome of its own was ended from outside it (marked failed in the UI or
+the REST API, or its process killed): the workflow fails with a reason starting with
+`cancelled`, whatever transitions handled that failure. A run marked failed skips this
+task: readers derive the outcome from the DAG run then (local_run.collect).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from attune_provider.language.models import Task
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.routing import handles
-from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID, Status
+from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID, Status, TaskKind
 from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.language.templates.render import render
 from attune_provider.operators.base import AttuneOperator
@@ -32,6 +38,12 @@ from attune_provider.operators.state.outcome_xcom import (
 )
 from attune_provider.operators.state.scope import TaskScopeBuilder
 from attune_provider.runners.base import timeout_error
+
+CANCELLED = "Cancelled"  # the error type of a task, or subworkflow, ended from outside
+ENDED_FROM_OUTSIDE = (
+    "was ended from outside before it reported an outcome "
+    "(marked failed in the UI or the REST API, or its process was killed)"
+)
 
 
 def _render_data(template: Any, scope: dict[str, Any]) -> Any:
@@ -90,7 +102,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
             builder = TaskScopeBuilder(self.workflow, context)
         except Exception as exc:  # noqa: BLE001 - bad parameters: the workflow fails
             return self._conclude(context, {}, {}, [f"invalid parameters: {exc}"], None, {})
-        tasks, errors, reasons = self._tasks(builder.outcomes)
+        tasks, errors, reasons = self._tasks(builder.outcomes, context["ti"])
         vars_ = dict(builder.vars_after(list(self.workflow.tasks)))
         output, output_problem = self._output(builder, vars_)
         if output_problem:
@@ -121,7 +133,11 @@ class WorkflowOutcomeOperator(AttuneOperator):
         and end as the workflow did: failed, or returning the output (its return_value)."""
         status = Status.FAILED if reasons else Status.SUCCEEDED
         report = {
-            "status": status, "tasks": tasks, "errors": errors, "vars": vars_, "reasons": reasons,
+            "status": status,
+            "tasks": tasks,
+            "errors": errors,
+            "vars": vars_,
+            "reasons": reasons,
             "source": self.workflow.source,
         }
         context["ti"].xcom_push(key=WORKFLOW_KEY, value=self.stored(report))
@@ -161,28 +177,34 @@ class WorkflowOutcomeOperator(AttuneOperator):
         index = context["ti"].map_index if self.workflow.mapped_call else None
         self.push(context, Outcome(status, output, error, ended_at=time.time(), index=index))
 
-    def _tasks(self, outcomes: OutcomeReader) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+    def _tasks(self, outcomes: OutcomeReader, ti: Any) -> tuple[dict[str, str], dict[str, Any], list[str]]:
         """Every task's status and the error of each that has one (by task id), and why
         the workflow failed, if it did.
 
         Airflow's state says enough for a task that succeeded and cannot have fired `fail`,
-        or was skipped: only the others' outcomes are read (one call each).
+        or was skipped: only the others' outcomes are read (one call each). A task ended
+        from outside (`_cancelled`) fails the workflow as cancelled, handled or not; a
+        parallel member too, though its failure is otherwise its group's.
         """
         tasks: dict[str, str] = {}
         errors: dict[str, Any] = {}
         reasons = []
         top_level = {task.name for task in self.workflow.workflow.tasks}
         for task in self.workflow.tasks.values():  # parallel members too, as `<group>.<member>`
+            task_id = self.workflow.task_ids[task.name]
             state = outcomes.airflow_state(task.name)
             if state == "skipped" or (state == "success" and not _may_fire_fail(task)):
-                tasks[self.workflow.task_ids[task.name]] = (
-                    Status.SKIPPED if state == "skipped" else Status.SUCCEEDED
-                )
+                tasks[task_id] = Status.SKIPPED if state == "skipped" else Status.SUCCEEDED
                 continue
             outcome = outcomes[task.name]
-            tasks[self.workflow.task_ids[task.name]] = outcome.status
+            tasks[task_id] = outcome.status
             if outcome.error:
-                errors[self.workflow.task_ids[task.name]] = outcome.error
+                errors[task_id] = outcome.error
+            if self._cancelled(task.name, state, outcome, ti):
+                if (outcome.error or {}).get("type") != CANCELLED:  # the reader's `TaskDied`
+                    errors[task_id] = {"type": CANCELLED, "message": ENDED_FROM_OUTSIDE}
+                reasons.append(f"cancelled: task '{task.name}' {ENDED_FROM_OUTSIDE}")
+                continue
             if task.name not in top_level:
                 continue  # a member's failure is its group's: the group's transitions handle it
             if "fail" in outcome.next:
@@ -190,6 +212,19 @@ class WorkflowOutcomeOperator(AttuneOperator):
             elif outcome.status in (Status.FAILED, Status.TIMEOUT) and not handles(task, outcome.status):
                 reasons.append(f"task '{task.name}' {outcome.status} and no transition handles it")
         return tasks, errors, reasons
+
+    def _cancelled(self, name: str, state: str | None, outcome: Outcome, ti: Any) -> bool:
+        """Whether task `name` was ended from outside: Airflow shows it `failed` though an
+        Attune task that ends pushes its outcome first (a quiet success pushes none, but it
+        succeeded), or it is a subworkflow whose child was cancelled. Only a task holding
+        its own outcome is asked (groups push theirs from an outcome task that ran)."""
+        if (outcome.error or {}).get("type") == CANCELLED:
+            return True
+        if state != "failed" or outcome.status != Status.FAILED:
+            return False
+        if self.workflow.kind(name) != TaskKind.ACTION or name in self.workflow.mapped_items:
+            return False
+        return pull(ti, self.workflow.outcome_ids[name], OUTCOME_KEY) is None
 
     def _output(self, builder: TaskScopeBuilder, vars_: dict[str, Any]) -> tuple[Any, str | None]:
         """The rendered `output_map` (null without one), checked against `output`."""
