@@ -16,6 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES
+from attune_provider.language.templates.limits import (
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_TIMEOUT,
+    TemplateLimits,
+)
 
 SECTION = "attune"
 PACKS_PATH_ENV = "ATTUNE_PACKS_PATH"
@@ -151,8 +156,6 @@ def shard_timeout() -> int:
 
 DEFAULT_MAX_TASKS = 500
 DEFAULT_MAX_ITEMS = 1024
-DEFAULT_MAX_TEMPLATE_RESULT_BYTES = 1024 * 1024
-DEFAULT_TEMPLATE_TIMEOUT = 5.0
 
 
 def max_tasks() -> int:
@@ -169,14 +172,14 @@ def max_items() -> int:
 def max_template_result_bytes() -> int:
     """`[attune] max_template_result_bytes`: the largest string, number or sequence one
     template operation may make (default 1 MiB)."""
-    return _int_option("max_template_result_bytes", DEFAULT_MAX_TEMPLATE_RESULT_BYTES, 1024)
+    return _int_option("max_template_result_bytes", DEFAULT_MAX_RESULT_BYTES, 1024)
 
 
 def template_timeout() -> float:
     """`[attune] template_timeout`: seconds one template may run before it fails (default 5)."""
     raw = airflow_option("template_timeout")
     if raw is None or not raw.strip():
-        return DEFAULT_TEMPLATE_TIMEOUT
+        return DEFAULT_TIMEOUT
     try:
         value = float(raw.strip())
     except ValueError:
@@ -184,3 +187,10 @@ def template_timeout() -> float:
     if not 0 < value <= 3600:
         raise ValueError(f"[{SECTION}] template_timeout must be between 0 and 3600 seconds, got {value}")
     return value
+
+
+def template_limits() -> TemplateLimits:
+    """`[attune] max_template_result_bytes` and `[attune] template_timeout`, read each time
+    templates render (the language reads no configuration of its own: the layers that
+    render give it this with `set_limits_source`)."""
+    return TemplateLimits(max_template_result_bytes(), template_timeout())

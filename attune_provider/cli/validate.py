@@ -17,6 +17,7 @@ from attune_provider import settings
 from attune_provider.dag_factory.loader import load_catalog, pack_directories
 from attune_provider.dag_factory.validation.checks import validate_catalog
 from attune_provider.language.source import Location, Problem
+from attune_provider.language.templates.limits import set_limits_source
 from attune_provider.sources.reconcile import resolve_quietly
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -102,6 +103,8 @@ def validate_main(args: argparse.Namespace) -> int:
     """The `validate` subparser's namespace (packs, paths) -> exit code."""
     targets = [Path(value) for value in args.paths]
     try:
+        settings.template_limits()  # an invalid limit is a settings error, as for the others
+        set_limits_source(settings.template_limits)  # templates folded while checking obey them
         packs = _packs_paths(args.packs or [], targets)
         sources = resolve_quietly(settings.max_file_bytes())
         catalog = load_catalog(packs, max_file_bytes=settings.max_file_bytes(), sources=sources.sources)

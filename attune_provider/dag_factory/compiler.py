@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from airflow.sdk import DAG, Asset, Param, TaskGroup
 from airflow.sdk.definitions._internal.expandinput import DictOfListsExpandInput
@@ -224,7 +224,7 @@ class _Builder:
             parent_group=group,
             dag=self.dag,
             expand_input=DictOfListsExpandInput({"call": items.output}),
-            default_args=_concurrency(task),
+            default_args=cast(Any, _concurrency(task)),  # attrs types it by its converter
             tooltip=f"{task.action}, once per item",
         )
         start = SubworkflowItemInputOperator.create(task_id=SUBWORKFLOW_INPUT_ID, task_group=run, **common)

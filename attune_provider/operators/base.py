@@ -161,7 +161,7 @@ class AttuneOperator(BaseOperator):
             self.skip(context, f"the `when` of '{false_name}' is false")
         return scope, vars_
 
-    def skip(self, context: Any, reason: str) -> None:
+    def skip(self, context: Any, reason: str) -> NoReturn:
         self.push(context, Outcome(Status.SKIPPED, ended_at=time.time()))
         self.settle(context, [])
         raise AirflowSkipException(reason)

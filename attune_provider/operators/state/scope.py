@@ -18,7 +18,7 @@ from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values, with_defaults
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID
-from attune_provider.language.templates.limits import TemplateLimits, set_limits_source
+from attune_provider.language.templates.limits import set_limits_source
 from attune_provider.language.templates.render import render
 from attune_provider.operators.state.declared_secrets import DeclaredSecrets, KeyValue
 from attune_provider.operators.state.outcome_xcom import OutcomeReader, merged_vars, pull
@@ -27,15 +27,9 @@ from attune_provider.operators.state.secrets import mask, was_redacted
 PACK_CONFIG_VARIABLE = "attune_pack_config__{pack}"
 
 
-def template_limits() -> TemplateLimits:
-    """`[attune] max_template_result_bytes` and `[attune] template_timeout`, read each time
-    templates render (the language reads no configuration of its own)."""
-    return TemplateLimits(settings.max_template_result_bytes(), settings.template_timeout())
-
-
 # Every template rendered in a process that runs Attune's operators (a task, the DAG
 # processor, whose compiler imports them) runs under the configured limits.
-set_limits_source(template_limits)
+set_limits_source(settings.template_limits)
 
 
 def _config_overrides(name: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import pytest
 from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.language.templates.limits import TemplateLimits, current_limits
 from attune_provider.language.templates.render import render
-from attune_provider.operators.state.scope import template_limits
+from attune_provider.operators.state import scope  # noqa: F401 - sets the source of limits
+from attune_provider.settings import template_limits
 
 SIZE_VARIABLE = "AIRFLOW__ATTUNE__MAX_TEMPLATE_RESULT_BYTES"
 TIMEOUT_VARIABLE = "AIRFLOW__ATTUNE__TEMPLATE_TIMEOUT"
