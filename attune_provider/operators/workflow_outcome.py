@@ -44,6 +44,7 @@ ENDED_FROM_OUTSIDE = (
     "was ended from outside before it reported an outcome "
     "(marked failed in the UI or the REST API, or its process was killed)"
 )
+MARKED_SUCCESS = "was marked success from outside before it reported a result"
 
 
 def _render_data(template: Any, scope: dict[str, Any]) -> Any:
@@ -184,7 +185,9 @@ class WorkflowOutcomeOperator(AttuneOperator):
         Airflow's state says enough for a task that succeeded and cannot have fired `fail`,
         or was skipped: only the others' outcomes are read (one call each). A task ended
         from outside (`_cancelled`) fails the workflow as cancelled, handled or not; a
-        parallel member too, though its failure is otherwise its group's.
+        parallel member too, though its failure is otherwise its group's. So does a task
+        with a `decision` marked success before it decided (one read per such success):
+        none of its branches ran.
         """
         tasks: dict[str, str] = {}
         errors: dict[str, Any] = {}
@@ -193,6 +196,13 @@ class WorkflowOutcomeOperator(AttuneOperator):
         for task in self.workflow.tasks.values():  # parallel members too, as `<group>.<member>`
             task_id = self.workflow.task_ids[task.name]
             state = outcomes.airflow_state(task.name)
+            if state == "success" and task.decision and self._unreported(task.name, ti):
+                tasks[task_id] = Status.SUCCEEDED
+                errors[task_id] = {"type": CANCELLED, "message": MARKED_SUCCESS}
+                reasons.append(
+                    f"cancelled: task '{task.name}' {MARKED_SUCCESS}: its decision chose no branch"
+                )
+                continue
             if state == "skipped" or (state == "success" and not _may_fire_fail(task)):
                 tasks[task_id] = Status.SKIPPED if state == "skipped" else Status.SUCCEEDED
                 continue
@@ -220,8 +230,10 @@ class WorkflowOutcomeOperator(AttuneOperator):
         its own outcome is asked (groups push theirs from an outcome task that ran)."""
         if (outcome.error or {}).get("type") == CANCELLED:
             return True
-        if state != "failed" or outcome.status != Status.FAILED:
-            return False
+        return state == "failed" and outcome.status == Status.FAILED and self._unreported(name, ti)
+
+    def _unreported(self, name: str, ti: Any) -> bool:
+        """Whether action task `name` ended without pushing its outcome (one XCom read)."""
         if self.workflow.kind(name) != TaskKind.ACTION or name in self.workflow.mapped_items:
             return False
         return pull(ti, self.workflow.outcome_ids[name], OUTCOME_KEY) is None

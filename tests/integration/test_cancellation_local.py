@@ -1,14 +1,20 @@
-"""A run of `attune-airflow run` (`dag.test()`) marked failed from outside while a task runs.
+"""Cancellation at the level of `dag.test()` (what `attune-airflow run` runs), without mocks.
 
-No mock: a second thread calls what `PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`
-{"state": "failed"} calls (`set_dag_run_state_to_failed`, on the same metadata database)
-once the slow task has started. Measured (docs/design.md, "Pause, resume and cancel"):
-`dag.test()` runs the task in its own process with no heartbeat, so the task is not
-stopped; it ends, its own result overwrites the state the mark gave it, nothing after it
-starts (the mark skipped it), and `dag.test()` sets the run's state again from its tasks:
-`success`, its only leaf having been skipped. `collect` reports the workflow failed and
-cancelled all the same: its last step never ran. The same through the REST API and a
-real scheduler: tests/cluster/test_cancellation.py.
+A run marked failed from outside while a task runs: a second thread calls what
+`PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}` {"state": "failed"} calls
+(`set_dag_run_state_to_failed`, on the same metadata database) once the slow task has
+started. Measured (docs/design.md, "Pause, resume and cancel"): `dag.test()` runs the
+task in the calling process, with no heartbeat, so the task is not stopped: it
+ends, its own result overwrites the state the mark gave it, nothing after it starts (the
+mark skipped it), and `dag.test()` sets the run's state again from its tasks: `success`,
+its only leaf having been skipped. `collect` reports the workflow failed and cancelled
+all the same: its last step never ran. The same through the REST API and a real
+scheduler: tests/cluster/test_cancellation.py.
+
+Tasks marked success: `dag.test(mark_success_pattern=...)`, Airflow's own way to set a
+task `success` without running it. A task marked failed cannot be simulated here:
+`dag.test()` writes the state of the task it ran over the mark (measured), so only the
+cluster test shows it.
 """
 
 from __future__ import annotations
@@ -121,3 +127,80 @@ def test_a_run_marked_failed_under_dag_test_is_reported_failed_and_cancelled(
     assert state == "success"  # dag.test() set it again from its tasks: Attune does not trust it
     assert tis["after"].state == "skipped" and tis["after"].try_number == 0  # never started
     assert tis["attune_outcome"].state == "skipped" and tis["attune_outcome"].try_number == 0
+
+
+MARKED = """
+ref: t.marked
+vars: {v: initial}
+tasks:
+  - name: pick
+    action: core.echo
+    input: {message: x}
+    decision:
+      - {when: "{{ task.pick.result.message == 'x' }}", next: a}
+      - {default: b}
+  - name: a
+    action: core.echo
+    input: {message: a}
+  - name: b
+    action: core.echo
+    input: {message: b}
+  - name: pub
+    action: core.echo
+    input: {message: published}
+    publish:
+      - v: "{{ task.pub.result.message }}"
+    on_success: after
+  - name: after
+    action: core.echo
+    input: {message: "{{ vars.v }}"}
+  - name: plain
+    action: core.echo
+    input: {message: plain}
+    on_success: next
+  - name: next
+    action: core.echo
+    input: {message: next}
+output_map:
+  after: "{{ task.after.result.message }}"
+  pub: "{{ task.pub.result }}"
+"""
+
+
+def test_tasks_marked_success_are_done_without_a_result(airflow_db: None, tmp_path: Path) -> None:
+    """`dag.test(mark_success_pattern=...)` sets tasks `success` without running them: what
+    a task marked success in the UI leaves (Airflow's state, no outcome of its own). Such a
+    task is done with a null result: the tasks after it run, a `publish` publishes nothing;
+    one with a `decision` has nothing to decide on, so none of its branches runs and the
+    workflow is cancelled."""
+    from attune_provider.dag_factory.compiler import build_dag
+    from attune_provider.local_run import collect
+
+    packs = tmp_path / "packs"
+    write_pack(packs, "t", {"workflows/marked.yaml": MARKED})
+    prepare_environment([packs])
+    plan = resolve("t.marked", [packs])
+    when = datetime.now(timezone.utc)
+    build_dag(plan).test(logical_date=when, run_after=when, mark_success_pattern="pick|pub|plain")
+    result = collect(plan, planned_run_id(when))
+
+    assert result.status == "failed" and result.cancelled
+    assert result.reasons == [
+        "cancelled: task 'pick' was marked success from outside before it reported a result: "
+        "its decision chose no branch"
+    ]
+    assert result.as_json()["tasks"] == {
+        "pick": "succeeded",
+        "a": "skipped",
+        "b": "skipped",
+        "pub": "succeeded",
+        "after": "succeeded",
+        "plain": "succeeded",
+        "next": "succeeded",
+    }
+    assert result.tasks["pick"].error == {
+        "type": "Cancelled",
+        "message": "was marked success from outside before it reported a result",
+    }
+    assert result.vars == {"v": "initial"}  # `pub` published nothing
+    assert result.output == {"after": "initial", "pub": None}
