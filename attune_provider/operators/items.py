@@ -31,6 +31,7 @@ from attune_provider.language.templates.render import render
 from attune_provider.operators.action import ActionRunMixin
 from attune_provider.operators.base import AttuneOperator, RendersInput
 from attune_provider.operators.state.outcome_xcom import Outcome
+from attune_provider.operators.state.scope import execution_scope
 from attune_provider.operators.state.sealed import run_plan
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
 from attune_provider.operators.steps.failure import FAILURES, AttuneTaskFailed, classify
@@ -178,10 +179,7 @@ def execution_input(op: AttuneOperator, context: Any, index: int) -> Any:
     where it runs, because XCom holds it redacted (or, in a confidential run, not at all)."""
     builder = op.scope_builder(context)
     scope = builder.scope(builder.vars_before(op.task_name))
-    executions = batches(render(op.spec.with_items, scope) or [], op.spec.batch_size)
-    if not isinstance(executions, list) or index >= len(executions):
-        raise ParameterError(f"with_items of '{op.task_name}' no longer has an execution {index}")
-    return render(dict(op.spec.input), {**scope, "item": executions[index], "index": index})
+    return render(dict(op.spec.input), execution_scope(op.spec, scope, index))
 
 
 class MappedItemOperator(ExecutionMixin, RendersInput):

@@ -15,8 +15,9 @@ from typing import Any
 
 from attune_provider import settings
 from attune_provider.exceptions import ParameterError
+from attune_provider.language.models import Task
 from attune_provider.language.parameters import check_values, with_defaults
-from attune_provider.language.plan import WorkflowPlan
+from attune_provider.language.plan import WorkflowPlan, batches
 from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID
 from attune_provider.language.templates.limits import set_limits_source
 from attune_provider.language.templates.render import render
@@ -130,10 +131,24 @@ def _given_parameters(plan: WorkflowPlan, context: Mapping[str, Any]) -> dict[st
 
 
 def calling_input(parent: tuple[WorkflowPlan, str], context: Mapping[str, Any]) -> Any:
-    """The calling task's `input` rendered in the parent workflow's scope, secrets in clear."""
+    """The calling task's `input` rendered in the parent workflow's scope, secrets in clear
+    (for a with_items call, that of the item at this task's map index)."""
     plan, name = parent
+    task = plan.tasks[name]
     builder = TaskScopeBuilder(plan, context)
-    return render(dict(plan.tasks[name].input), builder.scope(builder.vars_before(name)))
+    scope = builder.scope(builder.vars_before(name))
+    if task.with_items is not None:
+        scope = execution_scope(task, scope, context["ti"].map_index)
+    return render(dict(task.input), scope)
+
+
+def execution_scope(task: Task, scope: dict[str, Any], index: int) -> dict[str, Any]:
+    """The scope execution `index` of with_items task `task` renders its input in: `item`
+    (the item, or the batch) and `index`, from its list rendered again in `scope`."""
+    executions = batches(render(task.with_items, scope) or [], task.batch_size)
+    if not isinstance(executions, list) or not 0 <= index < len(executions):
+        raise ParameterError(f"with_items of '{task.name}' no longer has an execution {index}")
+    return {**scope, "item": executions[index], "index": index}
 
 
 DAG_TEST_USER = "dag_test"  # the triggering user `dag.test()` records for every run
