@@ -150,7 +150,7 @@ class AttuneOperator(BaseOperator):
             self.skip(context, "no inbound transition fired")
         deadline = subworkflow_deadline(self.plan, context["ti"], nested=True)
         if deadline is not None and time.time() >= deadline[0]:
-            self.skip(context, f"the subworkflow's timeout of {deadline[1]:g}s has passed")
+            self.skip(context, f"the subworkflow's timeout of {deadline[1]:g}s has passed", deadline=True)
         try:
             vars_ = builder.vars_before(self.task_name)
             scope = builder.scope(vars_)
@@ -161,8 +161,9 @@ class AttuneOperator(BaseOperator):
             self.skip(context, f"the `when` of '{false_name}' is false")
         return scope, vars_
 
-    def skip(self, context: Any, reason: str) -> NoReturn:
-        self.push(context, Outcome(Status.SKIPPED, ended_at=time.time()))
+    def skip(self, context: Any, reason: str, deadline: bool = False) -> NoReturn:
+        """Skip this task (`deadline`: because its subworkflow call's time is up)."""
+        self.push(context, Outcome(Status.SKIPPED, ended_at=time.time(), deadline=deadline))
         self.settle(context, [])
         raise AirflowSkipException(reason)
 
@@ -245,6 +246,14 @@ class AttuneOperator(BaseOperator):
             raise AirflowFailException(failure.message) from exc
         raise AttuneTaskFailed(failure.message) from exc
 
+    def stopped_at_call_deadline(self, status: str) -> bool:
+        """Whether this try timed out because its subworkflow call's deadline passed."""
+        return (
+            status == Status.TIMEOUT
+            and self._call_deadline is not None
+            and time.time() >= self._call_deadline[0]
+        )
+
     def timeout_error(self, seconds: float) -> dict[str, Any]:
         """The error of this task when it exceeded its timeout of `seconds`, or was stopped
         at the deadline of the subworkflow call it runs in."""
@@ -264,6 +273,7 @@ class AttuneOperator(BaseOperator):
         ended = time.time()
         attempt = context["ti"].try_number
         tries = extra.pop("attempts", attempt)  # a retried subworkflow's own count
+        extra.setdefault("deadline", self.stopped_at_call_deadline(status))
         self.push(context, Outcome(status, result, error, targets, {}, ended, tries, **extra))
         if attempt > (self.retries or 0) or self._retry_refused():
             self.settle(context, targets)  # not before: a retry may still succeed and route elsewhere

@@ -144,9 +144,11 @@ class ExecutionMixin(ActionRunMixin):
         if self.spec.retry is not None and self.spec.retry.on_error is not None:
             self.error_scope = own_scope(self.scope_builder(context).scope({}), self.task_name, own)
         attempts = context["ti"].try_number
-        self.push(
-            context, Outcome(failure.status, failure.result, failure.error, attempts=attempts, index=index)
+        deadline = self.stopped_at_call_deadline(failure.status)
+        outcome = Outcome(
+            failure.status, failure.result, failure.error, attempts=attempts, index=index, deadline=deadline
         )
+        self.push(context, outcome)
         if isinstance(exc, AirflowTaskTimeout):
             raise exc
         raise AttuneTaskFailed(f"item {index}: {failure.message}") from exc

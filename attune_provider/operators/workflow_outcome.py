@@ -143,40 +143,56 @@ class WorkflowOutcomeOperator(AttuneOperator):
         }
         context["ti"].xcom_push(key=WORKFLOW_KEY, value=self.stored(report))
         if self.workflow.parent is not None:
-            self._report_to_parent(context, reasons, output)
+            self._report_to_parent(context, reasons, output, self._deadline_hit(context))
         if reasons:
             context["ti"].xcom_push(key="return_value", value=self.stored(output))
             raise AirflowFailException(f"workflow {self.workflow.ref} failed: " + "; ".join(reasons))
         self.log.info("workflow %s succeeded", self.workflow.ref)
         return self.stored(output)
 
-    def _report_to_parent(self, context: Any, reasons: list[str], output: Any) -> None:
+    def _deadline_hit(self, context: Any) -> bool:
+        """Whether a task of this child (or of a subworkflow it calls) was stopped or skipped
+        because a call's deadline passed: only then did the child not finish in time (its
+        tasks may all have ended in time while this step waited for a worker). Read only
+        once a deadline of a call it runs inside has passed."""
+        deadline = subworkflow_deadline(self.workflow, context["ti"], nested=True)
+        if deadline is None or time.time() < deadline[0]:
+            return False
+        outcomes = OutcomeReader(context["ti"], self.workflow)  # each read: skips carry the mark too
+        return any(outcomes[name].deadline for name in self.workflow.tasks)
+
+    def _report_to_parent(self, context: Any, reasons: list[str], output: Any, hit: bool) -> None:
+        """The call's outcome: `timeout` when its own deadline stopped or skipped a task of
+        the child, whatever the child ended with; else as the child ended (`hit` passed on:
+        a deadline of a call further out cut this child short)."""
         deadline = subworkflow_deadline(self.workflow, context["ti"])
-        if deadline is not None and time.time() > deadline[0]:  # whatever the child ended with
+        if deadline is not None and hit:
             error = timeout_error(self.task_name, deadline[1])
-            self._report_call(context, Status.TIMEOUT, error, output)
+            self._report_call(context, Status.TIMEOUT, error, output, hit)
             raise AirflowFailException(error["message"])
         if reasons:
             error = {"type": "WorkflowFailed", "message": "; ".join(reasons)}
-            self._report_call(context, Status.FAILED, error, output)
+            self._report_call(context, Status.FAILED, error, output, hit)
             return
         if self.workflow.reports_execution:
-            self._report_call(context, Status.SUCCEEDED, None, output)
+            self._report_call(context, Status.SUCCEEDED, None, output, hit)
             return
         builder = self.scope_builder(context)
         vars_ = builder.vars_before(self.task_name)
-        self.finish(context, builder.scope(vars_), vars_, output)
+        self.finish(context, builder.scope(vars_), vars_, output, **({"deadline": True} if hit else {}))
 
-    def _report_call(self, context: Any, status: str, error: dict[str, Any] | None, output: Any) -> None:
+    def _report_call(
+        self, context: Any, status: str, error: dict[str, Any] | None, output: Any, hit: bool = False
+    ) -> None:
         """Report the child's end to the calling task: its outcome (a failure settles what
         it leaves unreachable); or for one item of a with_items call (with its index) or
         one attempt of a retried call, that execution's outcome, which the call's own
         outcome step turns into the task's (group_outcome.py)."""
         if not self.workflow.reports_execution:
-            self.report_failure(context, status, error or {}, output)
+            self.report_failure(context, status, error or {}, output, deadline=hit)
             return
         index = context["ti"].map_index if self.workflow.mapped_call else None
-        self.push(context, Outcome(status, output, error, ended_at=time.time(), index=index))
+        self.push(context, Outcome(status, output, error, ended_at=time.time(), index=index, deadline=hit))
 
     def _tasks(self, outcomes: OutcomeReader, ti: Any) -> tuple[dict[str, str], dict[str, Any], list[str]]:
         """Every task's status and the error of each that has one (by task id), and why

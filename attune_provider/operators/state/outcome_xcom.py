@@ -91,6 +91,7 @@ class Outcome:
         "total_count",
         "index",
         "decided",
+        "deadline",
     )
     __slots__ = FIELDS
 
@@ -106,6 +107,7 @@ class Outcome:
         total_count: int | None = None,
         index: int | None = None,
         decided: str | None = None,
+        deadline: bool = False,
     ) -> None:
         self.status = status
         self.result = result
@@ -117,6 +119,8 @@ class Outcome:
         self.total_count = total_count
         self.index = index
         self.decided = decided  # the target the task's decision picked, if any
+        # stopped or skipped because the subworkflow call it runs in reached its deadline
+        self.deadline = deadline
 
     def __repr__(self) -> str:
         return f"Outcome({self.to_xcom()!r})"
@@ -154,7 +158,8 @@ def combine(outcomes: list[Outcome], total: int, task: Any) -> Outcome:
     )
     status = Status.TIMEOUT if all(o.status == Status.TIMEOUT for _, o in failed) else Status.FAILED
     error = {"type": "ItemsFailed", "message": message, "index": first_index}
-    return Outcome(status, results, error, fired_targets(task, status), total_count=total)
+    deadline = any(o.deadline for _, o in failed)
+    return Outcome(status, results, error, fired_targets(task, status), total_count=total, deadline=deadline)
 
 
 _FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
