@@ -33,8 +33,10 @@ from attune_provider.operators.items import ItemOperator, ItemsOperator, MappedI
 from attune_provider.operators.retry import AttuneRetryPolicy
 from attune_provider.operators.rule_trigger import RuleTriggerOperator
 from attune_provider.operators.subworkflow import (
+    ItemAttemptsOperator,
     SubworkflowInputOperator,
     SubworkflowItemInputOperator,
+    SubworkflowItemRetryOperator,
     SubworkflowRetryOperator,
 )
 from attune_provider.operators.workflow_outcome import WorkflowOutcomeOperator
@@ -95,7 +97,6 @@ def _doc(workflow: Workflow, file: str) -> str:
 def _retry_kwargs(task: Task) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"retries": 0}
     if task.retry is not None:
-
         kwargs["retries"] = task.retry.count
         kwargs["retry_delay"] = timedelta(seconds=task.retry.delay)
         if task.retry.max_delay is not None:
@@ -150,7 +151,6 @@ class _Builder:
         check_operator_action(plan.actions.get(task.name))  # runner_type airflow: its operator
         common: dict[str, Any] = {"plan": plan, "task_name": task.name, "dag": self.dag}
         if kind == TaskKind.ACTION:
-
             operator: type[AttuneOperator] = AttuneTaskOperator
             if getattr(plan.actions.get(task.name), "runner_type", None) == "inquiry":
                 # only for workflows that ask: it imports Airflow's human-in-the-loop operators
@@ -227,54 +227,69 @@ class _Builder:
             default_args=cast(Any, _concurrency(task)),  # attrs types it by its converter
             tooltip=f"{task.action}, once per item",
         )
-        start = SubworkflowItemInputOperator.create(task_id=SUBWORKFLOW_INPUT_ID, task_group=run, **common)
-        child = self.workflow(plan.children[task.name], run, upstream=start)
+        if task.name in plan.attempts:  # per item: its attempts, then the item's outcome
+            last = self.attempts(plan, task, run, "all_success", common, items=True).tail
+            tail = ItemAttemptsOperator.create(
+                task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=run, **common
+            )
+            last >> tail
+        else:
+            start = SubworkflowItemInputOperator.create(
+                task_id=SUBWORKFLOW_INPUT_ID, task_group=run, **common
+            )
+            tail = self.workflow(plan.children[task.name], run, upstream=start).tail
         items >> run  # the group's upstream: how Airflow knows `items` feeds its mapping
         collect = GroupOutcomeOperator.create(
             task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=group, **common
         )
-        child.tail >> collect
+        tail >> collect
         return Node([items], collect)
 
     def subworkflow(self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict) -> Node:
 
-        if task.name in plan.attempts:
-            return self.retried_subworkflow(plan, task, group, rule, common)
+        if task.name in plan.attempts:  # its attempts, then the task's outcome step
+            attempts = self.attempts(plan, task, group, rule, common, items=False)
+            collect = GroupOutcomeOperator.create(
+                task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=group, **common
+            )
+            attempts.tail >> collect
+            return Node(attempts.heads, collect)
         start = SubworkflowInputOperator.create(
             task_id=SUBWORKFLOW_INPUT_ID, trigger_rule=rule, task_group=group, **common
         )
         child = self.workflow(plan.children[task.name], group, upstream=start)
         return Node([start], child.tail)
 
-    def retried_subworkflow(
-        self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict
+    def attempts(
+        self, plan: WorkflowPlan, task: Task, group: TaskGroup, rule: str, common: dict, items: bool
     ) -> Node:
-        """A subworkflow task with `retry`: the child once per attempt, each in its TaskGroup
-        `attempt_<n>`; attempt n+1 starts (after the retry's delay) only when attempt n
-        failed or timed out and `on_error` allows it, else it is skipped whole; the task's
-        outcome step takes the last attempt's (operators/subworkflow.py)."""
+        """A subworkflow call with `retry`: the child once per attempt, each in its TaskGroup
+        `attempt_<n>`, chained through their outcome steps; attempt n+1 starts (after the
+        retry's delay) only when attempt n failed or timed out and `on_error` allows it, else
+        it is skipped whole (operators/subworkflow.py). `items`: one item's attempts."""
+        first_step, retry_step = (
+            (SubworkflowItemInputOperator, SubworkflowItemRetryOperator)
+            if items
+            else (SubworkflowInputOperator, SubworkflowRetryOperator)
+        )
         heads: list[Any] = []
         previous: Node | None = None
         for attempt in plan.attempts[task.name]:
             inner = TaskGroup(attempt_group(attempt.attempt), parent_group=group, dag=self.dag)
             if previous is None:
-                start = SubworkflowInputOperator.create(
+                start: AttuneOperator = first_step.create(
                     task_id=SUBWORKFLOW_INPUT_ID, trigger_rule=rule, task_group=inner, **common
                 )
                 heads = [start]
             else:
-                start = SubworkflowRetryOperator.create(
+                start = retry_step.create(
                     task_id=SUBWORKFLOW_INPUT_ID, trigger_rule="all_done", task_group=inner, **common
                 )
-                start.attempt = attempt.attempt
+                start.attempt = attempt.attempt  # type: ignore[attr-defined]
                 previous.tail >> start
             previous = self.workflow(attempt, inner, upstream=start)
-        collect = GroupOutcomeOperator.create(
-            task_id=OUTCOME_TASK_ID, trigger_rule="all_done", task_group=group, **common
-        )
         assert previous is not None
-        previous.tail >> collect
-        return Node(heads, collect)
+        return Node(heads, previous.tail)
 
 
 class ConfidentialRoutingError(AttuneError):

@@ -330,10 +330,9 @@ def build_plan(
         if not plan.calls_workflow(name):
             continue
         child = catalog.workflows[plan.actions[name].ref]
-        base = plan.airflow_id(name)
-        if task.with_items is not None:  # the child's tasks in the mapped TaskGroup `run`
-            plan.children[name] = build_plan(child, catalog, f"{base}.{MAPPED_CALL_ID}.", (plan, name))
-        elif task.retry is not None and task.retry.count > 0:  # one TaskGroup per attempt
+        # with_items: the child's tasks in the mapped TaskGroup `run`, once per item
+        base = plan.airflow_id(name) + (f".{MAPPED_CALL_ID}" if task.with_items is not None else "")
+        if task.retry is not None and task.retry.count > 0:  # one TaskGroup per attempt
             tries = [
                 build_plan(child, catalog, f"{base}.{attempt_group(n)}.", (plan, name))
                 for n in range(1, task.retry.count + 2)

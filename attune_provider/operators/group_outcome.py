@@ -12,11 +12,17 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from attune_provider.language.plan import attempt_group
 from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, Status, TaskKind
 from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator
-from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, combine, pull, pull_all
+from attune_provider.operators.state.outcome_xcom import (
+    OUTCOME_KEY,
+    Outcome,
+    combine,
+    last_attempt,
+    pull,
+    pull_all,
+)
 from attune_provider.operators.state.scope import TaskScopeBuilder
 from attune_provider.operators.steps.gate import false_when, routed_to
 
@@ -87,22 +93,11 @@ class GroupOutcomeOperator(AttuneOperator):
         return combined.status, combined.result, combined.error, total
 
     def _attempts(self, context: Any) -> tuple[str, Any, dict[str, Any] | None, int]:
-        """A retried subworkflow call: the outcome of its last attempt that ran, and how
-        many ran (each attempt's child reports to its own outcome step)."""
-        base = self.plan.airflow_id(self.task_name)
-        ran: list[Outcome] = []
-        for attempt in self.plan.attempts[self.task_name]:
-            value = pull(
-                context["ti"], f"{base}.{attempt_group(attempt.attempt)}.{OUTCOME_TASK_ID}", OUTCOME_KEY
-            )
-            outcome = Outcome.from_xcom(value)
-            if outcome is None or outcome.status == Status.SKIPPED:
-                break
-            ran.append(outcome)
-        if not ran:
+        """A retried subworkflow call: its last attempt's outcome, and how many ran."""
+        last, ran = last_attempt(self.plan, self.task_name, context["ti"])
+        if last is None:
             return Status.SKIPPED, None, None, 0
-        last = ran[-1]
-        return last.status, last.result, last.error, len(ran)
+        return last.status, last.result, last.error, ran
 
     def _members(self, builder: TaskScopeBuilder) -> tuple[str, Any, dict[str, Any] | None, int | None]:
         """docs/language.md: "the group succeeds only if every member succeeds, else fails"; a

@@ -23,16 +23,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+from airflow.sdk.exceptions import AirflowFailException
 
 from attune_provider.exceptions import ParameterError
 from attune_provider.language.parameters import check_values
-from attune_provider.language.plan import attempt_group
 from attune_provider.language.statuses import OUTCOME_TASK_ID, Status
 from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.operators.base import AttuneOperator, RendersInput
 from attune_provider.operators.items import execution_input
 from attune_provider.operators.retry import retry_refused
-from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, STARTED_KEY, Outcome, pull
+from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, STARTED_KEY, Outcome, last_attempt, pull
 from attune_provider.operators.steps.failure import FAILURES
 from attune_provider.operators.steps.finish import own_scope
 
@@ -82,13 +82,15 @@ class SubworkflowItemInputOperator(AttuneOperator):
             self.fail(context, exc, final=True)  # the child's outcome step reports it (with the index)
 
 
-class SubworkflowRetryOperator(SubworkflowInputOperator):
+class RetriesChild(AttuneOperator):
     """The input step of attempt 2, 3, ... of a subworkflow task with `retry`: it runs the
     child again only when the attempt before failed or timed out and `retry.on_error`
     allows it, after the retry's delay (deferred: no worker slot is held while it waits);
-    otherwise the attempt is skipped whole."""
+    otherwise the attempt is skipped whole. Mixed into the step that starts the child
+    (once, or per item of a with_items call)."""
 
     attempt = 2
+    _previous: Outcome | None = None
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         self._previous = self._attempt_before(context)
@@ -97,8 +99,8 @@ class SubworkflowRetryOperator(SubworkflowInputOperator):
 
     def _attempt_before(self, context: Any) -> Outcome | None:
         """The outcome of the attempt before, when it is one to retry (else None)."""
-        before = f"{self.plan.airflow_id(self.task_name)}.{attempt_group(self.attempt - 1)}.{OUTCOME_TASK_ID}"
-        previous = Outcome.from_xcom(pull(context["ti"], before, OUTCOME_KEY))
+        before = self.plan.attempts[self.task_name][self.attempt - 2]
+        previous = Outcome.from_xcom(pull(context["ti"], before.prefix + OUTCOME_TASK_ID, OUTCOME_KEY))
         if previous is None or previous.status not in (Status.FAILED, Status.TIMEOUT):
             return None
         own = {"status": previous.status, "result": previous.result, "error": previous.error}
@@ -108,8 +110,8 @@ class SubworkflowRetryOperator(SubworkflowInputOperator):
         except TemplateRenderError:
             return previous  # an on_error that cannot be rendered does not stop retries
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        previous = getattr(self, "_previous", None) or self._attempt_before(context)
+    def execute(self, context: Any) -> Any:
+        previous = self._previous or self._attempt_before(context)
         if previous is None:
             self.skip(context, f"attempt {self.attempt - 1} did not fail, or retry.on_error refused")
         assert self.spec.retry is not None
@@ -122,6 +124,40 @@ class SubworkflowRetryOperator(SubworkflowInputOperator):
             self.defer(trigger=DateTimeTrigger(moment=moment), method_name="after_delay")
         return super().execute(context)
 
-    def after_delay(self, context: Any, event: Any = None) -> dict[str, Any]:
+    def after_delay(self, context: Any, event: Any = None) -> Any:
         """Resumed once the retry's delay has passed: start the attempt."""
         return super().execute(context)
+
+
+class SubworkflowRetryOperator(RetriesChild, SubworkflowInputOperator):
+    """Attempt 2, 3, ... of a retried subworkflow call."""
+
+
+class SubworkflowItemRetryOperator(RetriesChild, SubworkflowItemInputOperator):
+    """Attempt 2, 3, ... of one item of a retried with_items call over a subworkflow."""
+
+
+class ItemAttemptsOperator(AttuneOperator):
+    """One item of a retried with_items call over a subworkflow: its last attempt's outcome
+    is this execution's (with its index), which the call's outcome step combines."""
+
+    ui_color = "#f3e8fb"
+
+    def execute(self, context: Any) -> Any:
+        ti = context["ti"]
+        last, ran = last_attempt(self.plan, self.task_name, ti)
+        if last is None:
+            self.skip(context, f"item {ti.map_index} of '{self.task_name}' did not run")
+        outcome = Outcome(
+            last.status,
+            last.result,
+            last.error,
+            ended_at=time.time(),
+            attempts=ran,
+            index=ti.map_index,
+            deadline=last.deadline,
+        )
+        self.push(context, outcome)
+        if last.status != Status.SUCCEEDED:
+            raise AirflowFailException(f"item {ti.map_index}: {(last.error or {}).get('message', '')}")
+        return self.stored(last.result)

@@ -18,11 +18,11 @@ from attune_provider.dag_factory.validation.workflow import (
     Placed,
     error,
     walk_tasks,
-    warning,
 )
 from attune_provider.language.catalog import Catalog, WorkflowEntry
 from attune_provider.language.model_errors import did_you_mean
 from attune_provider.language.models import Task, Workflow
+from attune_provider.language.plan import attempt_group
 from attune_provider.language.source import Problem, key_location, load_yaml_file
 from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID
 
@@ -154,21 +154,7 @@ def check_calls(entry: WorkflowEntry, catalog: Catalog, broken: dict[str, Broken
     problems: list[Problem] = []
     for task in calling_tasks(entry.workflow):
         problems += check_call(task, catalog, broken)
-        if task.action in catalog.workflows:
-            problems += _subworkflow_options(task)
     return problems
-
-
-def _subworkflow_options(task: Task) -> list[Problem]:
-    """`retry` of a subworkflow task reruns the whole child (one TaskGroup per attempt,
-    compiler.py), but not per item of a with_items call: there it has no effect."""
-    if "retry" not in task.model_fields_set or task.with_items is None:
-        return []
-    message = (
-        f"'retry' of task '{task.name}' has no effect: a with_items call of a subworkflow runs "
-        "each item's child once (retry the tasks inside the child instead)"
-    )
-    return [warning(task.key_loc("retry"), message)]
 
 
 def subworkflow_calls(catalog: Catalog) -> Calls:
@@ -254,10 +240,12 @@ def _id_length(placed: Placed, catalog: Catalog, memo: dict[str, int], stack: se
     task = placed.task
     own = len(task.name) + (len(placed.group.name) + 1 if placed.group is not None else 0)
     calls = task.action is not None and str(task.action) in catalog.workflows
-    if calls:  # the child's tasks, after `<task>.` (`<task>.run.` when mapped over items)
+    if calls:  # the child's tasks after `<task>.`, `run.` (with_items), `attempt_<n>.` (retry)
         inner = _longest_id(str(task.action), catalog, memo, stack)
         mapped = len(MAPPED_CALL_ID) + 1 if task.with_items is not None else 0
-        return own + 1 + max(len(OUTCOME_TASK_ID), mapped + max(len(SUBWORKFLOW_INPUT_ID), inner))
+        retried = len(attempt_group(task.retry.count + 1)) + 1 if task.retry and task.retry.count else 0
+        inside = mapped + retried + max(len(SUBWORKFLOW_INPUT_ID), inner)
+        return own + 1 + max(len(OUTCOME_TASK_ID), mapped + len(OUTCOME_TASK_ID), inside)
     if task.type == "parallel" or task.with_items is not None:
         return own + 1 + len(OUTCOME_TASK_ID)
     return own

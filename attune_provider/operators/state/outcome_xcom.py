@@ -15,7 +15,7 @@ from typing import Any
 
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.language.routing import fired_targets
-from attune_provider.language.statuses import SUBWORKFLOW_INPUT_ID, Status
+from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Status
 from attune_provider.operators.state.sealed import unseal
 
 OUTCOME_KEY = "attune"
@@ -69,6 +69,19 @@ def subworkflow_deadline(plan: WorkflowPlan, ti: Any, nested: bool = False) -> t
             break
         plan = caller
     return earliest
+
+
+def last_attempt(plan: WorkflowPlan, name: str, ti: Any) -> tuple[Outcome | None, int]:
+    """A retried subworkflow call (`plan.attempts`): the outcome of its last attempt that
+    ran, and how many ran (each attempt's child reports to its own outcome step; a with_items
+    call's, at this task's map index)."""
+    ran: list[Outcome] = []
+    for attempt in plan.attempts[name]:
+        outcome = Outcome.from_xcom(pull(ti, attempt.prefix + OUTCOME_TASK_ID, OUTCOME_KEY))
+        if outcome is None or outcome.status == Status.SKIPPED:
+            break
+        ran.append(outcome)
+    return (ran[-1] if ran else None), len(ran)
 
 
 def pull_all(ti: Any, task_id: str, key: str = "return_value") -> list[Any]:

@@ -395,7 +395,5 @@ def test_options_that_would_be_ignored_are_warnings(packs):
     packs.pack("p", {"workflows/c.yaml": child, "workflows/w.yaml": workflow})
     assert packs.problems(WF) == [
         "2:1: warning: " + NO_OUTPUT_MAP,
-        "4:53: warning: 'retry' of task 's' has no effect: a with_items call of a subworkflow runs "
-        "each item's child once (retry the tasks inside the child instead)",
         "7:5: warning: 'input' of parallel task 'g' has no effect (set it on its members)",
     ]
