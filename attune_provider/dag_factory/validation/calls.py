@@ -129,7 +129,7 @@ def check_call(task: Task, catalog: Catalog, broken: dict[str, Broken]) -> list[
                 f"{inner[0]} has with_items): Airflow cannot map inside a mapped TaskGroup; "
                 "give the inner list to the outer workflow, or batch it"
             )
-            return [error(task.key_loc("with_items"), message)]
+            return [error(task.loc("with_items"), message)]
     return check_input(task, ref, *callee)
 
 

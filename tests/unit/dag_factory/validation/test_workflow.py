@@ -373,7 +373,7 @@ def test_with_items_over_a_subworkflow_that_maps_again_is_an_error(packs):
         "p", {"workflows/inner.yaml": inner, "workflows/c.yaml": child, "workflows/w.yaml": workflow}
     )
     assert packs.problems(WF) == [
-        "3:28: error: 'with_items' over subworkflow 'p.c', which maps again (task 'each' of p.inner "
+        "3:40: error: 'with_items' over subworkflow 'p.c', which maps again (task 'each' of p.inner "
         "has with_items): Airflow cannot map inside a mapped TaskGroup; give the inner list to the "
         "outer workflow, or batch it",
     ]
