@@ -22,6 +22,36 @@ import pytest
 from tests.live_airflow import POSTGRES, STARTUP_TIMEOUT, LiveAirflow, drop_database, free_port
 from tests.support import REPO
 
+# A python-script action that records each start (pid, time) in `<marks>/<name>.jsonl`, then
+# sleeps: the cluster tests see from outside which tries ran where, and when.
+SLOW_PY = """
+import json, os, time
+
+
+def run(marks, name, seconds):
+    with open(os.path.join(marks, name + ".jsonl"), "a") as f:
+        f.write(json.dumps({"pid": os.getpid(), "start": time.time()}) + "\\n")
+    time.sleep(seconds)
+    return {"slept": seconds}
+"""
+SLOW_YAML = """
+name: slow
+runner_type: python-script
+entry_point: slow.py
+parameters:
+  marks: {type: string, required: true}
+  name: {type: string, required: true}
+  seconds: {type: integer, required: true}
+"""
+
+
+def write_slow_action(pack: Path) -> None:
+    """The `slow` action (SLOW_PY) into pack directory `pack`."""
+    (pack / "actions").mkdir(parents=True, exist_ok=True)
+    (pack / "actions" / "slow.py").write_text(SLOW_PY)
+    (pack / "actions" / "slow.yaml").write_text(SLOW_YAML)
+
+
 SCRIPT = REPO / "scripts" / "cluster.sh"
 PackWriter = Callable[[Path], None]
 CLUSTER_PACKS: list[PackWriter] = []  # each cluster test module registers its packs here

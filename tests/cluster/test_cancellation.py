@@ -44,7 +44,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import CLUSTER_PACKS, Cluster
+from tests.cluster.conftest import CLUSTER_PACKS, Cluster, write_slow_action
 from tests.live_airflow import ApiError, start_time
 from tests.support import REPO
 
@@ -55,26 +55,6 @@ STOP_WAIT = 300.0  # for a cancelled task's process to end (measured: 7 to 9 s)
 QUIET = 20.0  # how long "nothing new starts" is watched after the run ended
 PAUSED_WATCH = 25.0  # how long a paused run is watched for a task starting
 FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
-
-SLOW_PY = """
-import json, os, time
-
-
-def run(marks, name, seconds):
-    with open(os.path.join(marks, name + ".jsonl"), "a") as f:
-        f.write(json.dumps({"pid": os.getpid(), "start": time.time()}) + "\\n")
-    time.sleep(seconds)
-    return {"slept": seconds}
-"""
-SLOW_YAML = """
-name: slow
-runner_type: python-script
-entry_point: slow.py
-parameters:
-  marks: {type: string, required: true}
-  name: {type: string, required: true}
-  seconds: {type: integer, required: true}
-"""
 
 
 def _workflow(name: str, slow: str, extra: str = "", seconds: int = 600) -> str:
@@ -131,8 +111,7 @@ def write_cancellation_pack(packs: Path) -> None:
     (pack / "actions").mkdir(parents=True)
     (pack / "workflows").mkdir()
     (pack / "pack.yaml").write_text("ref: cancellation\n")
-    (pack / "actions" / "slow.py").write_text(SLOW_PY)
-    (pack / "actions" / "slow.yaml").write_text(SLOW_YAML)
+    write_slow_action(pack)
     for name, text in WORKFLOWS.items():
         (pack / "workflows" / f"{name}.yaml").write_text(text)
 

@@ -20,23 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import CLUSTER_PACKS, Cluster
+from tests.cluster.conftest import CLUSTER_PACKS, Cluster, write_slow_action
 from tests.live_airflow import descendants
 
 pytestmark = pytest.mark.cluster
 
 FAULT_TIMEOUT = 900.0
-
-SLOW_PY = """
-import json, os, time
-
-
-def run(marks, name, seconds):
-    with open(os.path.join(marks, name + ".jsonl"), "a") as f:
-        f.write(json.dumps({"pid": os.getpid(), "start": time.time()}) + "\\n")
-    time.sleep(seconds)
-    return {"slept": seconds}
-"""
 
 
 def _workflow(name: str, seconds: int) -> str:
@@ -69,12 +58,7 @@ def write_fault_packs(packs: Path) -> None:
     (pack / "actions").mkdir(parents=True)
     (pack / "workflows").mkdir()
     (pack / "pack.yaml").write_text("ref: faults\n")
-    (pack / "actions" / "slow.py").write_text(SLOW_PY)
-    (pack / "actions" / "slow.yaml").write_text(
-        "name: slow\nrunner_type: python-script\nentry_point: slow.py\n"
-        "parameters:\n  marks: {type: string, required: true}\n  name: {type: string, required: true}\n"
-        "  seconds: {type: integer, required: true}\n"
-    )
+    write_slow_action(pack)
     (pack / "workflows" / "lost_worker.yaml").write_text(_workflow("lost_worker", 45))
     (pack / "workflows" / "lost_scheduler.yaml").write_text(_workflow("lost_scheduler", 20))
     (pack / "workflows" / "lost_broker.yaml").write_text(_workflow("lost_broker", 20))
