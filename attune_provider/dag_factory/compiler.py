@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 from typing import Any, NamedTuple, cast
 
-from airflow.sdk import DAG, Asset, Param, TaskGroup
+from airflow.sdk import DAG, Asset, Label, Param, TaskGroup
 from airflow.sdk.definitions._internal.expandinput import DictOfListsExpandInput
 from airflow.sdk.definitions.param import NOTSET
 from airflow.sdk.definitions.taskgroup import MappedTaskGroup
@@ -22,6 +22,7 @@ from attune_provider import settings
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.catalog import RuleEntry
 from attune_provider.language.definition import definition_digest
+from attune_provider.language.graph_render import airflow_edge_labels
 from attune_provider.language.models import AssetSchedule, Rule, Task, Workflow
 from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
 from attune_provider.language.plan import WorkflowPlan, attempt_group
@@ -126,8 +127,10 @@ class _Builder:
             nodes[task.name] = self.task(plan, task, group, "all_success" if direct else "all_done")
             if entry and upstream is not None:
                 upstream >> nodes[task.name].heads
-        for edge in plan.graph.edges:
-            nodes[edge.source].tail >> nodes[edge.target].heads
+        # each edge labelled with the transitions that make it (`on failure`, `decision: ...`),
+        # set on the tasks themselves: `>> Label() >>` would wire whole TaskGroups across groups
+        for (source, target), label in airflow_edge_labels(plan.graph).items():
+            nodes[source].tail.set_downstream(nodes[target].heads, edge_modifier=Label(label))
         produced: dict[str, Any] = {}
         if group is None and plan.workflow.produces:  # the run's success updates these Assets
             produced["outlets"] = [Asset(uri) for uri in plan.workflow.produces]
