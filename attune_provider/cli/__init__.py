@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from attune_provider.cli.init_dags import add_init_dags_parser
 
     add_init_dags_parser(commands)
+    from attune_provider.cli.pack_tests import add_test_parser
+
+    add_test_parser(commands)
     from attune_provider.cli.graph import add_graph_parser
 
     add_graph_parser(commands)

@@ -18,6 +18,7 @@ from attune_provider.operators.state.sealed import run_plan
 from attune_provider.operators.state.secrets import mask_inputs
 from attune_provider.operators.steps.failure import FAILURES
 from attune_provider.runners.base import ActionFailed, Invocation, Runner
+from attune_provider.runners.mocks import mocked_runner
 from attune_provider.runners.registry import get_runner
 
 
@@ -43,7 +44,10 @@ class ActionRunMixin(AttuneOperator):
             raise ParameterError("task input must render to a mapping")
         params = check_values(action.input_schema, raw_input, what="input")
         mask_inputs(action, params)
-        self._runner = get_runner(action.runner_type)
+        # `attune-airflow test` (runners/mocks.py): a mocked task or action gets the mock's
+        # reply in place of its runner; the rendered input was checked just the same
+        own_name = self.task_name if self.plan.parent is None else None
+        self._runner = mocked_runner(action.ref, own_name, context) or get_runner(action.runner_type)
         quiet = run_plan(self.plan).confidential
         return self._runner.run(Invocation(action, params, self.task_name, timeout, quiet, context))
 
