@@ -50,6 +50,8 @@ class Expect:
 
 @dataclass
 class TestCase:
+    __test__ = False  # not a pytest class
+
     name: str
     file: str  # as shown: the test file's path from the current directory
     line: int
@@ -68,6 +70,8 @@ class TestCase:
 
 @dataclass
 class TestFile:
+    __test__ = False  # not a pytest class
+
     path: Path
     display: str
     workflow: str
