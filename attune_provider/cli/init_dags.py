@@ -16,8 +16,26 @@ DAG_FILES = ("attune_dags.py", "attune_errors.py")
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
+EPILOG = """\
+example:
+  attune-airflow init-dags "$AIRFLOW_HOME/dags"
+
+exit codes:
+  0  both files are in DIR (written, or already there with the same content)
+  1  DIR cannot be used, or a file of the same name has other content (see --force)
+
+environment: none read (give the DAGs folder as DIR).
+"""
+
+
 def add_init_dags_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    init = commands.add_parser("init-dags", help="write the two DAG files into an Airflow DAGs folder")
+    init = commands.add_parser(
+        "init-dags",
+        help="write the two DAG files into an Airflow DAGs folder",
+        description="Write attune_dags.py and attune_errors.py, shipped in the package, into DIR.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     init.add_argument("directory", metavar="DIR", help="the DAGs folder (e.g. $AIRFLOW_HOME/dags)")
     init.add_argument("--force", action="store_true", help="replace files of the same name")
     init.set_defaults(handler=init_dags_main)

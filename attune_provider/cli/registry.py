@@ -26,6 +26,25 @@ INDEX = "index.json"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
+BUILD_EPILOG = """\
+example:
+  attune-airflow registry build packs/ registry/ --paused my_pack
+  then serve registry/ over HTTP and list it as an http source (docs/sources.md)
+
+exit codes:
+  0  the archives and index.json were written
+  1  DIR has errors (reported as validate does; nothing written), holds no pack,
+     or OUT could not be written
+  2  a usage or settings error (an unknown --paused pack, OUT not a directory)
+
+environment:
+  ATTUNE_SOURCES     workflow sources, validated with DIR as validate does (docs/sources.md)
+  AIRFLOW_HOME, AIRFLOW_CONFIG, AIRFLOW__ATTUNE__<OPTION>
+                     where the [attune] options are read (limits: docs/configuration.md)
+  NO_COLOR           set and not empty: no colour in the validation report
+"""
+
+
 class _Pack(NamedTuple):
     ref: str
     version: str
@@ -36,7 +55,13 @@ def add_registry_parser(commands: Any) -> None:
     """Add `registry build` to the `attune-airflow` sub-commands (an argparse subparsers)."""
     registry = commands.add_parser("registry", help="build a pack registry for an http source")
     actions = registry.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
-    build = actions.add_parser("build", help="validate the packs in DIR, write archives and index to OUT")
+    build = actions.add_parser(
+        "build",
+        help="validate the packs in DIR, write archives and index to OUT",
+        description="Validate the packs in DIR, then write one archive per pack and index.json to OUT.",
+        epilog=BUILD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     build.add_argument("dir", metavar="DIR", help="a packs directory (or one pack directory)")
     build.add_argument("out", metavar="OUT", help="the registry directory to write")
     build.add_argument(

@@ -19,20 +19,62 @@ from attune_provider.shards.rendezvous import assign, queue_name
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+ENVIRONMENT = """\
+environment:
+  AIRFLOW_HOME, AIRFLOW_CONFIG, AIRFLOW__ATTUNE__SHARDS, AIRFLOW__ATTUNE__SHARD_TIMEOUT
+                     the [attune] shards and shard_timeout options (docs/shards.md)
+  AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
+                     the metadata database holding the shard mapping
+"""
+
+
+def _epilog(example: str, codes: str) -> str:
+    return f"example:\n  {example}\n\nexit codes:\n{codes}\n\n{ENVIRONMENT}"
+
+
+_READ_CODES = """\
+  0  printed
+  1  the metadata database could not be read
+  2  shards are off ([attune] shards unset) or a settings error"""
+
+EPILOGS = {
+    "shards": _epilog("attune-airflow shards status --json", _READ_CODES)
+    + "\nactions: status, show REF..., rebalance, heartbeat --shard I (see each one's --help)\n",
+    "status": _epilog("attune-airflow shards status --json", _READ_CODES),
+    "show": _epilog("attune-airflow shards show shop.deploy shop.backup", _READ_CODES),
+    "rebalance": _epilog(
+        "attune-airflow shards rebalance",
+        "  0  published (or no change needed)\n  1  no shard is live, or the database could not be"
+        " written\n  2  shards are off or a settings error",
+    ),
+    "heartbeat": _epilog(
+        "airflow celery worker --queues attune-shard-0 & attune-airflow shards heartbeat --shard 0 --pid $!",
+        "  0  stopped (SIGTERM, or the --pid process is gone)\n  1  the --pid process does not exist"
+        "\n  2  shards are off, --shard out of range, or a settings error",
+    ),
+}
+
+
+def _parser(commands: Any, name: str, help_text: str) -> Any:
+    return commands.add_parser(
+        name, help=help_text, epilog=EPILOGS[name], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def add_shards_parser(commands: Any) -> None:
-    shards = commands.add_parser("shards", help="which shard (worker queue) runs each workflow")
+    shards = _parser(commands, "shards", "which shard (worker queue) runs each workflow")
     actions = shards.add_subparsers(dest="shards_command", metavar="ACTION", required=True)
-    status = actions.add_parser("status", help="version, state, live shards and their workflows")
+    status = _parser(actions, "status", "version, state, live shards and their workflows")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=status_main)
-    show = actions.add_parser("show", help="the shard of each given workflow")
+    show = _parser(actions, "show", "the shard of each given workflow")
     show.add_argument("refs", nargs="+", metavar="REF")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=show_main)
-    rebalance = actions.add_parser("rebalance", help="publish a version over the live shards")
+    rebalance = _parser(actions, "rebalance", "publish a version over the live shards")
     rebalance.add_argument("--json", action="store_true", help="print one JSON object")
     rebalance.set_defaults(handler=rebalance_main)
-    beat = actions.add_parser("heartbeat", help="say, until stopped, that this worker serves a shard")
+    beat = _parser(actions, "heartbeat", "say, until stopped, that this worker serves a shard")
     beat.add_argument("--shard", type=int, required=True, metavar="I")
     beat.add_argument("--worker", metavar="NAME", help="the worker's name (default: host, shard, pid)")
     beat.add_argument("--pid", type=int, metavar="PID", help="stop beating when this process is gone")
@@ -90,7 +132,8 @@ def _attune_workflows(connection: Any) -> list[str]:
     dag = Table("dag", meta, Column("dag_id", String), Column("is_stale", Boolean))
     tag = Table("dag_tag", meta, Column("dag_id", String), Column("name", String))
     query = (
-        select(dag.c.dag_id).join(tag, tag.c.dag_id == dag.c.dag_id)
+        select(dag.c.dag_id)
+        .join(tag, tag.c.dag_id == dag.c.dag_id)
         .where(tag.c.name == "attune", dag.c.is_stale.is_(False))
         .order_by(dag.c.dag_id)
     )
@@ -110,15 +153,19 @@ def status_report(connection: Any, count: int, timeout: int) -> dict[str, Any]:
     current = {b.worker for b in beats if b.last_seen >= mapping.utcnow() - timedelta(seconds=timeout)}
     for shard in range(count):
         seen = [b.last_seen for b in beats if b.shard == shard]
-        rows.append({
-            "shard": shard,
-            "queue": queue_name(shard),
-            "in_version": shard in version.shards,
-            "live": shard in live,
-            "last_heartbeat": _when(max(seen)) if seen else None,
-            "workers": [b.worker for b in beats if b.shard == shard and b.worker in current],  # beating now
-            "workflows": held[shard],
-        })
+        rows.append(
+            {
+                "shard": shard,
+                "queue": queue_name(shard),
+                "in_version": shard in version.shards,
+                "live": shard in live,
+                "last_heartbeat": _when(max(seen)) if seen else None,
+                "workers": [
+                    b.worker for b in beats if b.shard == shard and b.worker in current
+                ],  # beating now
+                "workflows": held[shard],
+            }
+        )
     return {
         "version": version.number,
         "published_at": _when(version.published_at),
@@ -127,8 +174,13 @@ def status_report(connection: Any, count: int, timeout: int) -> dict[str, Any]:
         "live": sorted(live),
         "shards": rows,
         "moving_runs": [
-            {"dag_id": m.dag_id, "run_id": m.run_id, "old_shard": m.old_shard, "new_shard": m.new_shard,
-             "version": m.version}
+            {
+                "dag_id": m.dag_id,
+                "run_id": m.run_id,
+                "old_shard": m.old_shard,
+                "new_shard": m.new_shard,
+                "version": m.version,
+            }
             for m in moving
         ],
     }
@@ -179,13 +231,15 @@ def show_main(args: argparse.Namespace) -> int:
     answers = []
     for ref in args.refs:
         shard = assign(ref, found.version.shards, found.live)
-        answers.append({
-            "ref": ref,
-            "shard": shard,
-            "queue": queue_name(shard),
-            "live": shard in found.live,
-            "runs_in_flight": [{"run_id": run_id, "shard": pinned} for run_id, pinned in found.pins[ref]],
-        })
+        answers.append(
+            {
+                "ref": ref,
+                "shard": shard,
+                "queue": queue_name(shard),
+                "live": shard in found.live,
+                "runs_in_flight": [{"run_id": run_id, "shard": pinned} for run_id, pinned in found.pins[ref]],
+            }
+        )
     if args.json:
         print(json.dumps({"version": found.version.number, "workflows": answers}, indent=2))
         return EXIT_OK
@@ -207,8 +261,10 @@ def rebalance_main(args: argparse.Namespace) -> int:
         with _database() as connection:
             live = mapping.live_shards(mapping.beats(connection), count, timeout)
             if not live:
-                print("error: no shard is live (no heartbeat in the last "
-                      f"{timeout} s): nothing published", file=sys.stderr)
+                print(
+                    f"error: no shard is live (no heartbeat in the last {timeout} s): nothing published",
+                    file=sys.stderr,
+                )
                 return EXIT_FAILED
             published = mapping.publish(connection, sorted(live), "rebalance: the live shards", count)
             current = published or mapping.current_version(connection, count)

@@ -1,8 +1,10 @@
-"""`attune-airflow validate [--packs DIR]... [PATH]...` (docs/cli.md).
+"""`attune-airflow validate [--packs DIR]... [--format text|json|sarif] [PATH]...` (docs/cli.md).
 
 Prints one line per problem on standard output, `FILE:LINE:COL: error: MESSAGE` (or
-`warning:`), and nothing else there; a summary goes to standard error. Exits 0 when there
-is no error and 1 when there is one (2 for a usage or settings error). Imports no Airflow.
+`warning:`), and nothing else there; a summary goes to standard error. `--format json`
+prints one JSON array of problems instead, `--format sarif` a SARIF 2.1.0 log
+(cli/validate_output.py, docs/validation.md). Exits 0 when there is no error and 1 when
+there is one (2 for a usage or settings error). Imports no Airflow.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from attune_provider import settings
+from attune_provider.cli.validate_output import as_json, as_sarif, colour_wanted, write_text
 from attune_provider.dag_factory.loader import load_catalog, pack_directories
 from attune_provider.dag_factory.validation.checks import validate_catalog
-from attune_provider.language.source import Location, Problem
+from attune_provider.language import problem_codes as codes
+from attune_provider.language.source import Location, Problem, coded
 from attune_provider.language.templates.limits import set_limits_source
 from attune_provider.sources.reconcile import resolve_quietly
 
@@ -68,9 +72,10 @@ def _target_problems(targets: Sequence[Path], pack_dirs: Sequence[Path]) -> list
         where = Location(os.path.normpath(str(target)))
         real = os.path.realpath(target)
         if not target.exists():
-            problems.append(Problem(where, "no such file or directory"))
+            problems.append(Problem(where, "no such file or directory", code=codes.NO_SUCH_PATH))
         elif not any(_under(real, root) or _under(root, real) for root in roots):
-            problems.append(Problem(where, "not inside a pack on the packs path (see --packs)"))
+            message = "not inside a pack on the packs path (see --packs)"
+            problems.append(Problem(where, message, code=codes.PATH_OUTSIDE_PACKS))
     return problems
 
 
@@ -99,8 +104,17 @@ def _summary(problems: Sequence[Problem]) -> str:
     return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
 
 
+def _write(problems: Sequence[Problem], output_format: str) -> None:
+    if output_format == "json":
+        print(as_json(problems))
+    elif output_format == "sarif":
+        print(as_sarif(problems))
+    else:
+        write_text(problems, sys.stdout, colour_wanted(sys.stdout))
+
+
 def validate_main(args: argparse.Namespace) -> int:
-    """The `validate` subparser's namespace (packs, paths) -> exit code."""
+    """The `validate` subparser's namespace (packs, paths, format) -> exit code."""
     targets = [Path(value) for value in args.paths]
     try:
         settings.template_limits()  # an invalid limit is a settings error, as for the others
@@ -115,12 +129,15 @@ def validate_main(args: argparse.Namespace) -> int:
     source_paths = [path for source in sources.sources for path in source.paths]
     pack_dirs = [directory for directory, _ in pack_directories([*packs, *source_paths])]
     shown = sorted(
-        [*sources.problems, *_select(report.problems, targets), *_target_problems(targets, pack_dirs)],
+        [
+            *coded(codes.SOURCES, sources.problems),
+            *_select(report.problems, targets),
+            *_target_problems(targets, pack_dirs),
+        ],
         key=lambda p: (p.location, p.severity.value, p.message),
     )
     try:
-        for problem in shown:
-            print(problem.format())
+        _write(shown, getattr(args, "format", "text"))
         sys.stdout.flush()
     except BrokenPipeError:  # `validate | head`: the reader has seen enough; exit as usual
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

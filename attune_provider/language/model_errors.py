@@ -7,6 +7,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
+from attune_provider.language import problem_codes as codes
 from attune_provider.language.models import DecisionBranch, ItemError, Node, Retry, Task
 from attune_provider.language.source import Location, Problem, key_location, locate
 
@@ -70,6 +71,9 @@ def _describe(error: Any, path: list[Any], root: type[BaseModel]) -> str:
     return f"invalid value for '{dotted}': {message}"
 
 
+_CODES = {"extra_forbidden": codes.UNKNOWN_KEY, "missing": codes.MISSING_KEY}  # else INVALID_VALUE
+
+
 def _kind(data: Any) -> str:
     """How a YAML value is called in messages."""
     if data is None:
@@ -104,7 +108,8 @@ def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, li
     """Build `cls` from YAML data, or return every problem with its file position."""
     if not isinstance(data, dict):
         where = getattr(data, "loc", fallback)
-        return None, [Problem(where, f"expected a mapping at the top of the file, found {_kind(data)}")]
+        message = f"expected a mapping at the top of the file, found {_kind(data)}"
+        return None, [Problem(where, message, code=codes.NOT_A_MAPPING)]
     try:
         return cls.model_validate(data), []
     except pydantic.ValidationError as exc:
@@ -117,5 +122,6 @@ def parse_model(cls: type[Node], data: Any, fallback: Location) -> tuple[Any, li
             keep_last = error["type"] in ("extra_forbidden", "missing")
             path = _data_path(data, tuple(error["loc"]), keep_last)
             for where in _error_locations(data, error, path, fallback):
-                problems.setdefault(where, Problem(where, _describe(error, path, cls)))
+                code = _CODES.get(error["type"], codes.INVALID_VALUE)
+                problems.setdefault(where, Problem(where, _describe(error, path, cls), code=code))
         return None, sorted(problems.values(), key=lambda p: p.location)

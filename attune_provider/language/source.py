@@ -8,11 +8,13 @@ position of every mapping key, mapping value and list item next to the plain dat
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
+
+from attune_provider.language import problem_codes as codes
 
 try:  # the C-accelerated parser when libyaml is present: several times faster
     from yaml import CSafeLoader as _BaseLoader
@@ -43,11 +45,15 @@ class Severity(str, enum.Enum):
 
 
 class Problem(NamedTuple):
-    """One finding of the loader or validator, printed like a compiler diagnostic."""
+    """One finding of the loader or validator, printed like a compiler diagnostic.
+
+    `code` is the stable code of the check that found it (language/problem_codes.py); the
+    text format does not show it, `validate --format json|sarif` do."""
 
     location: Location
     message: str
     severity: Severity = Severity.ERROR
+    code: str = codes.UNCLASSIFIED
 
     def format(self) -> str:
         """One line, always: a line break inside a message (from a name in the YAML) is
@@ -58,6 +64,12 @@ class Problem(NamedTuple):
     @property
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
+
+
+def coded(code: str, problems: Iterable[Problem]) -> list[Problem]:
+    """The problems, those without a code yet given `code`: what a check returns is given
+    its code where the check is called, and a code set where a problem is made is kept."""
+    return [p._replace(code=code) if p.code == codes.UNCLASSIFIED else p for p in problems]
 
 
 class MarkedDict(dict[Any, Any]):
@@ -88,6 +100,8 @@ def _timestamp_text(loader: Any, node: yaml.ScalarNode) -> str:
     which has no dates (`format: date` checks such strings), and an impossible date such as
     `2026-02-30` is then a value to check, not a crash of the YAML reader."""
     return str(node.value)
+
+
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 
 
@@ -160,7 +174,8 @@ class _Builder:
                 )
             if id(key_node) in own:
                 if key in written:
-                    self.duplicates.append(Problem(self.loc(key_node), f"duplicate key '{key}' in mapping"))
+                    message = f"duplicate key '{key}' in mapping"
+                    self.duplicates.append(Problem(self.loc(key_node), message, code=codes.DUPLICATE_KEY))
                 written.add(key)
             data[key], value_size = self.build(value_node, depth + 1)
             data.key_locs[key] = self.loc(key_node)
@@ -196,7 +211,8 @@ def load_yaml_text(text: str, display_name: str, max_bytes: int = DEFAULT_MAX_FI
     """Parse one YAML document; never raises for bad input, returns problems instead."""
     start = Location(display_name)
     if len(text.encode("utf-8", errors="replace")) > max_bytes:
-        return LoadedYaml(None, [Problem(start, f"file is larger than the limit of {max_bytes} bytes")])
+        message = f"file is larger than the limit of {max_bytes} bytes"
+        return LoadedYaml(None, [Problem(start, message, code=codes.FILE_TOO_LARGE)])
     loader = _Loader(text)
     builder = _Builder(loader, display_name, max_bytes)
     try:
@@ -206,24 +222,31 @@ def load_yaml_text(text: str, display_name: str, max_bytes: int = DEFAULT_MAX_FI
         data, size = builder.build(node)
         if size > max_bytes:
             message = f"document expands past the limit of {max_bytes} bytes (aliases)"
-            return LoadedYaml(None, [Problem(start, message)])
+            return LoadedYaml(None, [Problem(start, message, code=codes.FILE_TOO_LARGE)])
     except _TooDeep as exc:
         mark = exc.node.start_mark
         message = f"the document nests collections more than {MAX_DEPTH} levels deep"
-        return LoadedYaml(None, [Problem(Location(display_name, mark.line + 1, mark.column + 1), message)])
+        where = Location(display_name, mark.line + 1, mark.column + 1)
+        return LoadedYaml(None, [Problem(where, message, code=codes.FILE_TOO_LARGE)])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(display_name, mark.line + 1, mark.column + 1) if mark else start
         what = " ".join(part for part in (exc.context, exc.problem) if part)
-        return LoadedYaml(None, [Problem(where, f"invalid YAML: {what}")])
+        return LoadedYaml(None, [Problem(where, f"invalid YAML: {what}", code=codes.INVALID_YAML)])
     except yaml.reader.ReaderError as exc:  # a character YAML refuses, at its position
         where = _position(display_name, text.encode() if _BYTE_POSITIONS else text, exc.position)
         return LoadedYaml(
             None,
-            [Problem(where, f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}")],
+            [
+                Problem(
+                    where,
+                    f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}",
+                    code=codes.INVALID_YAML,
+                )
+            ],
         )
     except yaml.YAMLError as exc:
-        return LoadedYaml(None, [Problem(start, f"invalid YAML: {exc}")])
+        return LoadedYaml(None, [Problem(start, f"invalid YAML: {exc}", code=codes.INVALID_YAML)])
     finally:
         loader.dispose()
     return LoadedYaml(data, builder.duplicates)
@@ -246,15 +269,17 @@ def load_yaml_file(path: Path, display_name: str, max_bytes: int = DEFAULT_MAX_F
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return LoadedYaml(None, [Problem(start, f"file is larger than the limit of {max_bytes} bytes")])
+            message = f"file is larger than the limit of {max_bytes} bytes"
+            return LoadedYaml(None, [Problem(start, message, code=codes.FILE_TOO_LARGE)])
         raw = path.read_bytes()
     except OSError as exc:
-        return LoadedYaml(None, [Problem(start, f"cannot read file: {exc}")])
+        return LoadedYaml(None, [Problem(start, f"cannot read file: {exc}", code=codes.READ_FAILED)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:  # at the first byte that is not UTF-8
         message = f"file is not UTF-8: byte 0x{raw[exc.start]:02x} cannot be decoded ({exc.reason})"
-        return LoadedYaml(None, [Problem(_position(display_name, raw, exc.start), message)])
+        where = _position(display_name, raw, exc.start)
+        return LoadedYaml(None, [Problem(where, message, code=codes.NOT_UTF8)])
     return load_yaml_text(text, display_name, max_bytes)
 
 

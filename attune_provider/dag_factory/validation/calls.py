@@ -19,6 +19,7 @@ from attune_provider.dag_factory.validation.workflow import (
     error,
     walk_tasks,
 )
+from attune_provider.language import problem_codes as codes
 from attune_provider.language.catalog import Catalog, WorkflowEntry
 from attune_provider.language.model_errors import did_you_mean
 from attune_provider.language.models import Task, Workflow
@@ -289,7 +290,7 @@ class Cascade:
         config = f"{entry.pack.display}/config.yaml"
         if config in self.bad_files:  # the workflow cannot be compiled without its pack config
             message = f"the config of pack '{entry.pack.ref}' is invalid: see {config}"
-            self.problems.append(error(entry.workflow.loc("ref"), message))
+            self.problems.append(error(entry.workflow.loc("ref"), message, codes.INVALID_PACK_CONFIG))
             self._state[ref] = True
         self._stack.add(ref)
         for call in self.calls.get(ref, []):

@@ -47,10 +47,11 @@ from attune_provider.dag_factory.validation.workflow import (
     error,
     warning,
 )
+from attune_provider.language import problem_codes as codes
 from attune_provider.language.catalog import ActionEntry, Catalog, PackEntry, WorkflowEntry
 from attune_provider.language.models import NAME_PATTERN
 from attune_provider.language.parameters import INLINE_KEYWORDS, property_schema
-from attune_provider.language.source import Location, Problem, Severity, locate
+from attune_provider.language.source import Location, Problem, Severity, coded, locate
 
 ENTRY_POINT_RUNNERS = ("python-script", "local-shell-script")
 
@@ -187,14 +188,18 @@ def check_config(entry: PackEntry) -> list[Problem]:
 
 
 def check_pack(entry: PackEntry, catalog: Catalog) -> list[Problem]:
-    problems = check_config(entry)
+    problems = coded(codes.PACK_CONFIG, check_config(entry))
     if entry.meta is None:
         return problems
     for index, dependency in enumerate(entry.meta.dependencies):
         if dependency not in catalog.packs:
             where = entry.meta.loc("dependencies", index)
             problems.append(
-                warning(where, f"pack '{entry.ref}' depends on pack '{dependency}', which is not loaded")
+                warning(
+                    where,
+                    f"pack '{entry.ref}' depends on pack '{dependency}', which is not loaded",
+                    codes.PACK_DEPENDENCY,
+                )
             )
     return problems
 
@@ -229,11 +234,15 @@ def check_action(entry: ActionEntry) -> list[Problem]:
     problems: list[Problem] = []
     if not NAME_PATTERN.match(action.name):
         problems.append(
-            error(action.loc("name"), f"action name '{action.name}' must match {NAME_PATTERN.pattern}")
+            error(
+                action.loc("name"),
+                f"action name '{action.name}' must match {NAME_PATTERN.pattern}",
+                codes.ACTION_NAME,
+            )
         )
-    problems += check_entry_point(entry)
-    problems += check_operator(entry)
-    problems += _parameter_schemas(action, f"action '{entry.ref}'")
+    problems += coded(codes.ENTRY_POINT, check_entry_point(entry))
+    problems += coded(codes.AIRFLOW_OPERATOR, check_operator(entry))
+    problems += coded(codes.PARAMETER_SCHEMA, _parameter_schemas(action, f"action '{entry.ref}'"))
     return problems
 
 
@@ -293,14 +302,14 @@ def check_workflow(
     workflow = entry.workflow
     context = TemplateContext.of(workflow, entry.pack.ref, entry.pack.config_schema, _file_lines(entry))
     return [
-        *check_workflow_ref(entry),
-        *check_tags(entry),
-        *check_schedule(entry),
-        *_parameter_schemas(workflow, f"workflow '{entry.ref}'"),
+        *coded(codes.WORKFLOW_REF, check_workflow_ref(entry)),
+        *coded(codes.WORKFLOW_TAGS, check_tags(entry)),
+        *coded(codes.SCHEDULE, check_schedule(entry)),
+        *coded(codes.PARAMETER_SCHEMA, _parameter_schemas(workflow, f"workflow '{entry.ref}'")),
         *check_workflow_structure(workflow),
-        *check_calls(entry, catalog, broken),
-        *check_templates(workflow, context),
-        *check_constant_items(workflow, max_items),
+        *coded(codes.CALLS, check_calls(entry, catalog, broken)),
+        *coded(codes.TEMPLATES, check_templates(workflow, context)),
+        *coded(codes.ITEM_COUNT, check_constant_items(workflow, max_items)),
     ]
 
 
@@ -320,7 +329,7 @@ def _guarded(check: Callable[[], list[Problem]], display: str) -> list[Problem]:
     except Exception as exc:  # noqa: BLE001 - reported as the file's error, logged in full
         logging.getLogger(__name__).exception("validating %s failed", display)
         message = f"internal error while validating this file ({type(exc).__name__}: {exc}); please report it"
-        return [error(Location(display), message)]
+        return [error(Location(display), message, codes.INTERNAL_ERROR)]
 
 
 def validate_catalog(
@@ -334,7 +343,7 @@ def validate_catalog(
     for an invalid setting) are the limits of docs/validation.md."""
     max_tasks = settings.max_tasks() if max_tasks is None else max_tasks
     max_items = settings.max_items() if max_items is None else max_items
-    problems: list[Problem] = list(catalog.problems)
+    problems = coded(codes.PACK_LAYOUT, catalog.problems)  # the loader's, about files and packs
     for pack in catalog.packs.values():
         problems += check_pack(pack, catalog)
     for action in catalog.actions.values():
@@ -345,12 +354,13 @@ def validate_catalog(
             functools.partial(check_workflow, workflow, catalog, broken, max_items), workflow.display
         )
     calls = subworkflow_calls(catalog)
-    problems += check_nesting(calls, max_depth)
-    problems += check_task_counts(catalog, calls, max_tasks)
-    problems += check_id_lengths(catalog)
-    problems += cascade(catalog, calls, problems)
+    problems += coded(codes.NESTING, check_nesting(calls, max_depth))
+    problems += coded(codes.TASK_COUNT, check_task_counts(catalog, calls, max_tasks))
+    problems += coded(codes.ID_LENGTH, check_id_lengths(catalog))
+    problems += coded(codes.INVALID_SUBWORKFLOW, cascade(catalog, calls, problems))
     for rule in catalog.rules.values():
-        problems += _guarded(functools.partial(check_rule, rule, catalog), rule.display)
+        problems += coded(codes.RULE, _guarded(functools.partial(check_rule, rule, catalog), rule.display))
     invalid = invalid_workflows(catalog, broken, problems)
-    problems = _sorted_unique([*problems, *rules_of_broken_workflows(catalog, invalid)])
+    rules = coded(codes.RULE_OF_INVALID_WORKFLOW, rules_of_broken_workflows(catalog, invalid))
+    problems = _sorted_unique([*problems, *rules])
     return Report(problems, invalid)

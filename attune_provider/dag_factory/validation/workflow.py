@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from attune_provider.language import problem_codes as codes
 from attune_provider.language.model_errors import did_you_mean
 from attune_provider.language.models import NAME_PATTERN, RESERVED_TARGETS, Task, Workflow
 from attune_provider.language.routing import Edge, Graph, transition_fires
-from attune_provider.language.source import Location, Problem, Severity
+from attune_provider.language.source import Location, Problem, Severity, coded
 from attune_provider.language.statuses import OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, Status
 
 RESERVED_TASK_NAMES = RESERVED_TARGETS | {OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID}
@@ -21,12 +22,13 @@ MAX_TASK_NAME = 200  # leaves room for the TaskGroup prefix of a group or subwor
 TRANSITION_KEYS = ("on_success", "on_failure", "on_complete", "on_timeout", "decision")
 
 
-def error(location: Location, message: str) -> Problem:
-    return Problem(location, message, Severity.ERROR)
+def error(location: Location, message: str, code: str = codes.UNCLASSIFIED) -> Problem:
+    """An error; its code is usually given where its check is called (`coded`)."""
+    return Problem(location, message, Severity.ERROR, code)
 
 
-def warning(location: Location, message: str) -> Problem:
-    return Problem(location, message, Severity.WARNING)
+def warning(location: Location, message: str, code: str = codes.UNCLASSIFIED) -> Problem:
+    return Problem(location, message, Severity.WARNING, code)
 
 
 class Placed(NamedTuple):
@@ -235,9 +237,9 @@ def check_output(workflow: Workflow) -> list[Problem]:
 def check_workflow_structure(workflow: Workflow) -> list[Problem]:
     """All the checks of this module for one workflow."""
     return [
-        *check_output(workflow),
-        *check_task_names(workflow),
-        *check_task_shapes(workflow),
-        *check_transitions(workflow),
-        *check_graph(workflow),
+        *coded(codes.WORKFLOW_OUTPUT, check_output(workflow)),
+        *coded(codes.TASK_NAMES, check_task_names(workflow)),
+        *coded(codes.TASK_SHAPE, check_task_shapes(workflow)),
+        *coded(codes.TRANSITIONS, check_transitions(workflow)),
+        *coded(codes.TASK_GRAPH, check_graph(workflow)),
     ]
