@@ -185,6 +185,10 @@ def load_tests(args: argparse.Namespace) -> tuple[list[Any], list[Problem]]:
     max_bytes = settings.max_file_bytes()
     prepare_environment(packs)
     files, problems = find_test_files(packs, targets)
+    for given in map(Path, args.packs or []):  # a typo in CI's --packs must not pass with no test run
+        if not given.is_dir():
+            what = "is not a directory" if given.exists() else "does not exist"
+            problems.append(Problem(Location(os.path.normpath(str(given))), f"packs directory {what}"))
     sources = resolve_quietly(max_bytes)
     catalog = load_catalog(packs, max_file_bytes=max_bytes, sources=sources.sources)
     report = validate_catalog(catalog, max_depth=settings.max_depth())

@@ -8,6 +8,7 @@ state mirrors the outcome: failed and timed-out tasks are red even when handled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attune_provider.exceptions import ParameterError
@@ -47,9 +48,12 @@ class ActionRunMixin(AttuneOperator):
         # `attune-airflow test` (runners/mocks.py): a mocked task or action gets the mock's
         # reply in place of its runner; the rendered input was checked just the same
         own_name = self.task_name if self.plan.parent is None else None
-        self._runner = mocked_runner(action.ref, own_name, context) or get_runner(action.runner_type)
+        mocked = mocked_runner(action.ref, own_name, context, self.executions_count)
+        self._runner = mocked or get_runner(action.runner_type)
         quiet = run_plan(self.plan).confidential
         return self._runner.run(Invocation(action, params, self.task_name, timeout, quiet, context))
+
+    executions_count: Callable[[], int] | None = None  # with_items executions: how many there are
 
     def on_kill(self) -> None:
         if self._runner is not None:

@@ -30,7 +30,7 @@ from attune_provider.language.statuses import Status
 from attune_provider.language.templates.render import render
 from attune_provider.operators.action import ActionRunMixin
 from attune_provider.operators.base import AttuneOperator, RendersInput
-from attune_provider.operators.state.outcome_xcom import Outcome
+from attune_provider.operators.state.outcome_xcom import Outcome, pull
 from attune_provider.operators.state.scope import execution_scope
 from attune_provider.operators.state.sealed import run_plan
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
@@ -164,7 +164,14 @@ class ItemOperator(ExecutionMixin):
         self.call = call
         self.attach(plan, task_name)
 
+    def executions_count(self) -> int:
+        """How many executions the `items` step made (one call: only `attune-airflow test`'s
+        list mocks ask)."""
+        meta = pull(self._ti, f"{self.plan.airflow_id(self.task_name)}.items", "items")
+        return int(meta["executions"]) if isinstance(meta, dict) else 0
+
     def execute(self, context: Any) -> Any:
+        self._ti = context["ti"]
         index = self.call["index"]
         try:
             raw_input = self._input_again(context, index) if self.call.get("render") else self.call["input"]
@@ -200,6 +207,9 @@ class MappedItemOperator(ExecutionMixin, RendersInput):
 
     def input_scope(self, context: Any, scope: dict[str, Any]) -> dict[str, Any]:
         return {**scope, "item": self.item, "index": context["ti"].map_index}
+
+    def executions_count(self) -> int:
+        return len(self.plan.mapped_items[self.task_name])
 
     def open_gate(self, context: Any, builder: Any) -> tuple[dict[str, Any], Mapping[str, Any]]:
         """As for any task; a `when` or initial var that cannot be rendered is the task's

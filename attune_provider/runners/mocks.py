@@ -10,9 +10,12 @@ outcomes) runs the same code as a real run.
 
 A mock replies `{result: VALUE}` (the call succeeds with a copy of VALUE) or `{fail:
 {type, message}}` (the call fails with that error, as an action that failed: retries
-apply). A list of replies is consumed one per call, in the order calls happen (every
-retry and every with_items execution is a call); a call past its end fails with
-`MockExhausted`. Tables are looked up by run id, so runs of different cases in one
+apply). A list of replies is consumed one per call (every retry and every with_items
+execution is a call); a call past its end fails with `MockExhausted`. Calls are numbered
+in the order they happen, except the first tries of a with_items task's executions, which
+Airflow runs in no fixed order: when the first of them calls, the mock sets aside one
+reply per execution, and execution i takes the i-th of them; retries take the replies
+after. Tables are looked up by run id, so runs of different cases in one
 process never see each other's mocks.
 """
 
@@ -22,7 +25,7 @@ import contextlib
 import copy
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,6 +34,15 @@ from attune_provider.runners.base import ActionFailed, Invocation, Runner
 log = logging.getLogger(__name__)
 
 TASK_PREFIX = "task:"
+
+
+class Execution(NamedTuple):
+    """The first try of execution `position` of the `total` executions of with_items task
+    `task_id`."""
+
+    task_id: str
+    position: int
+    total: int
 
 
 class Reply(NamedTuple):
@@ -50,11 +62,20 @@ class Mock:
     sequence: bool = False
     calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # with_items task id -> the number of calls before the replies set aside for its executions
+    _blocks: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
-    def next_reply(self) -> Reply:
+    def next_reply(self, execution: Execution | None = None) -> Reply:
+        """The reply to the next call (`execution`: the first try of a with_items execution)."""
         with self._lock:
-            self.calls += 1
-            number = self.calls
+            if execution is None:
+                self.calls += 1
+                number = self.calls
+            else:
+                if execution.task_id not in self._blocks:
+                    self._blocks[execution.task_id] = self.calls
+                    self.calls += execution.total
+                number = self._blocks[execution.task_id] + execution.position + 1
         if not self.sequence:
             return self.replies[0]
         if number > len(self.replies):
@@ -101,11 +122,12 @@ def installed(run_id: str, table: MockTable) -> Iterator[MockTable]:
 class MockRunner:
     """Answers one call with a mock's next reply."""
 
-    def __init__(self, mock: Mock) -> None:
+    def __init__(self, mock: Mock, execution: Execution | None = None) -> None:
         self.mock = mock
+        self.execution = execution
 
     def run(self, invocation: Invocation) -> Any:
-        reply = self.mock.next_reply()
+        reply = self.mock.next_reply(self.execution)
         log.info(
             "attune test: task '%s' (%s): mock '%s', call %d: %s",
             invocation.task_name,
@@ -130,13 +152,21 @@ def _run_id(context: Any) -> str | None:
     return run_id if isinstance(run_id, str) else None
 
 
-def mocked_runner(action_ref: str, task_name: str | None, context: Any) -> Runner | None:
+def mocked_runner(
+    action_ref: str, task_name: str | None, context: Any, executions: Callable[[], int] | None = None
+) -> Runner | None:
     """The runner answering this call from the mocks of its run, or None (no table is
     installed for the run, or none of its mocks names the task or the action).
-    `task_name` is the task's name in the tested workflow (None inside a subworkflow)."""
+    `task_name` is the task's name in the tested workflow (None inside a subworkflow);
+    `executions`, for a with_items execution, how many executions its task has."""
     if not _TABLES:
         return None
     run_id = _run_id(context)
     table = None if run_id is None else _TABLES.get(run_id)
     mock = None if table is None else table.lookup(action_ref, task_name)
-    return None if mock is None else MockRunner(mock)
+    if mock is None:
+        return None
+    ti = context["ti"]
+    if executions is not None and ti.try_number <= 1 and mock.sequence:
+        return MockRunner(mock, Execution(ti.task_id, ti.map_index, executions()))
+    return MockRunner(mock)

@@ -43,3 +43,48 @@ def test_the_example_packs_tests_pass(tmp_path: Path) -> None:
         assert str(expected.relative_to(REPO)) in tested, f"no tests for {workflow}"
     root = ET.parse(junit).getroot()
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == (str(len(case_lines)), "0", "0")
+
+
+ITEMS_WORKFLOW = """\
+ref: m.fan
+tasks:
+  - name: each
+    action: core.echo
+    with_items: "{{ ['a', 'b', 'c', 'd'] }}"
+    input: {message: "{{ item }}"}
+    retry: {count: 1}
+    on_complete: noop
+output_map:
+  results: "{{ task.each.result }}"
+  status: "{{ task.each.status }}"
+"""
+ITEMS_TESTS = """\
+workflow: m.fan
+cases:
+  - name: execution i takes reply i; a retry takes the replies after them
+    mocks:
+      core.echo:
+        - {result: r0}
+        - {fail: {type: Flaky, message: once}}
+        - {result: r2}
+        - {result: r3}
+        - {result: r1-retried}
+    expect:
+      status: succeeded
+      output: {results: [r0, r1-retried, r2, r3], status: succeeded}
+"""
+
+
+def test_list_mocks_go_to_with_items_executions_by_item(tmp_path: Path) -> None:
+    """Airflow runs a with_items task's executions in no fixed order: the first tries still
+    take the list's replies by item index, every time (the case runs three times)."""
+    pack = tmp_path / "packs" / "m"
+    for folder, name, text in (("workflows", "fan.yaml", ITEMS_WORKFLOW), ("tests", "fan.yaml", ITEMS_TESTS)):
+        (pack / folder).mkdir(parents=True, exist_ok=True)
+        (pack / folder / name).write_text(text)
+    (pack / "pack.yaml").write_text("ref: m\n")
+    command = [COMMAND[0], "test", "--packs", str(tmp_path / "packs")]
+    for _ in range(3):
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.splitlines()[-1] == "1 passed, 0 failed", done.stdout
