@@ -167,8 +167,19 @@ def find_test_files(packs: Sequence[Path], targets: Sequence[Path]) -> tuple[lis
 
 
 def _problems(lines: Sequence[Problem]) -> None:
-    for problem in lines:
-        print(problem.format(), file=sys.stderr)
+    from attune_provider.cli.validate_output import colour_wanted, write_text
+
+    write_text(lines, sys.stderr, colour_wanted(sys.stderr))  # as `validate` prints them
+
+
+_VERDICT_COLOURS = {"PASS": "\x1b[32m", "FAIL": "\x1b[1;31m"}
+
+
+def _coloured(line: str) -> str:
+    """A case's line with its verdict in colour (for a terminal only)."""
+    verdict, _, rest = line.partition(" ")
+    start = _VERDICT_COLOURS.get(verdict)
+    return f"{start}{verdict}\x1b[0m {rest}" if start else line
 
 
 def load_tests(args: argparse.Namespace) -> tuple[list[Any], list[Problem]]:
@@ -221,8 +232,12 @@ def _run(tests: Sequence[Any], out: TextIO) -> tuple[list[Any], Path]:
     log_path = _log_path()
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
+    from attune_provider.cli.validate_output import colour_wanted
+
+    colour = colour_wanted(out)
+
     def report(result: Any) -> None:
-        out.write(result.line() + "\n")
+        out.write((_coloured(result.line()) if colour else result.line()) + "\n")
         out.flush()
 
     with open(log_path, "a", encoding="utf-8") as log:

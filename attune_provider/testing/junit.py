@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from attune_provider.testing.runner import CaseResult
@@ -21,10 +21,14 @@ def junit_xml(results: Sequence[CaseResult]) -> ET.ElementTree:
     suites: dict[str, ET.Element] = {}
     totals = {"tests": 0, "failures": 0, "errors": 0}
     seconds = 0.0
-    stamp = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    # the cases ran one after the other, ending now: a suite started when its first case did
+    ended = datetime.now(timezone.utc)
+    left = sum(result.duration for result in results)  # seconds from this case's start to now
     for result in results:
         file = result.case.file
         suite = suites.get(file)
+        stamp = (ended - timedelta(seconds=left)).replace(microsecond=0).isoformat()
+        left -= result.duration
         if suite is None:
             suite = ET.SubElement(
                 root,
