@@ -166,7 +166,7 @@ def mocked_runner(
     mock = None if table is None else table.lookup(action_ref, task_name)
     if mock is None:
         return None
-    ti = context.get("ti") if executions is not None else None
-    if ti is not None and ti.try_number <= 1 and mock.sequence:
+    ti = context.get("ti")
+    if executions is not None and ti is not None and ti.try_number <= 1 and mock.sequence:
         return MockRunner(mock, Execution(ti.task_id, ti.map_index, executions()))
     return MockRunner(mock)
