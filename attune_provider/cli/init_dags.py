@@ -23,6 +23,7 @@ example:
 exit codes:
   0  both files are in DIR (written, or already there with the same content)
   1  DIR cannot be used, or a file of the same name has other content (see --force)
+  2  a usage error (no DIR, an unknown option)
 
 environment: none read (give the DAGs folder as DIR).
 """

@@ -53,7 +53,12 @@ class _Pack(NamedTuple):
 
 def add_registry_parser(commands: Any) -> None:
     """Add `registry build` to the `attune-airflow` sub-commands (an argparse subparsers)."""
-    registry = commands.add_parser("registry", help="build a pack registry for an http source")
+    registry = commands.add_parser(
+        "registry",
+        help="build a pack registry for an http source",
+        epilog="actions: build (see `attune-airflow registry build --help`)\n\n" + BUILD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     actions = registry.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
     build = actions.add_parser(
         "build",
