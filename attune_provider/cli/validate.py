@@ -14,12 +14,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from attune_provider import settings
 from attune_provider.cli.validate_output import as_json, as_sarif, colour_wanted, write_text
 from attune_provider.dag_factory.loader import load_catalog, pack_directories
 from attune_provider.dag_factory.validation.checks import validate_catalog
 from attune_provider.language import problem_codes as codes
+from attune_provider.language.catalog import Catalog
 from attune_provider.language.source import Location, Problem, coded
 from attune_provider.language.templates.limits import set_limits_source
 from attune_provider.sources.reconcile import resolve_quietly
@@ -104,6 +106,24 @@ def _summary(problems: Sequence[Problem]) -> str:
     return f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
 
 
+def _test_file_problems(catalog: Catalog, report: Any, pack_dirs: Sequence[Path]) -> list[Problem]:
+    """The problems of the packs' test files (`<pack>/tests/*.yaml`): every file is checked,
+    used or not. Only those in the test files themselves: a tested workflow's own problems
+    are reported at the workflow."""
+    from attune_provider.testing.spec import load_test_file, test_files_in
+
+    found: list[Problem] = []
+    plans: dict[str, Any] = {}
+    for directory in pack_dirs:
+        if not (directory / "tests").is_dir():
+            continue
+        for path in test_files_in(directory / "tests"):
+            display = os.path.normpath(str(path))
+            _, problems = load_test_file(path, display, catalog, report, plans, catalog.max_file_bytes)
+            found += [p for p in problems if p.location.file == display]
+    return coded(codes.PACK_TEST, found)
+
+
 def _write(problems: Sequence[Problem], output_format: str) -> None:
     if output_format == "json":
         print(as_json(problems))
@@ -131,7 +151,7 @@ def validate_main(args: argparse.Namespace) -> int:
     shown = sorted(
         [
             *coded(codes.SOURCES, sources.problems),
-            *_select(report.problems, targets),
+            *_select([*report.problems, *_test_file_problems(catalog, report, pack_dirs)], targets),
             *_target_problems(targets, pack_dirs),
         ],
         key=lambda p: (p.location, p.severity.value, p.message),

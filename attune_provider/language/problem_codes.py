@@ -66,6 +66,8 @@ SCHEDULE = "ATT450"
 # --- rules
 RULE = "ATT501"
 RULE_OF_INVALID_WORKFLOW = "ATT502"
+# --- pack tests (`<pack>/tests/*.yaml`, run by `attune-airflow test`)
+PACK_TEST = "ATT601"
 # --- workflow sources, and the validator itself
 SOURCES = "ATT800"
 INTERNAL_ERROR = "ATT900"
@@ -124,6 +126,7 @@ CODES: dict[str, Code] = {
         Code(
             RULE_OF_INVALID_WORKFLOW, "rule-of-invalid-workflow", "A rule starts a workflow that has errors."
         ),
+        Code(PACK_TEST, "pack-test", "A pack's test file (tests/*.yaml) is invalid: it would not run."),
         Code(SOURCES, "sources", "A workflow source cannot be used."),
         Code(INTERNAL_ERROR, "internal-error", "A check failed on unforeseen input: please report it."),
     )

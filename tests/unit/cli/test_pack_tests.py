@@ -7,6 +7,7 @@ cases for real).
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -246,3 +247,17 @@ def test_junit_report() -> None:
     assert [c.get("classname") for c in cases] == ["t.flow"] * 3 and cases[0].get("line") == "3"
     assert cases[1].find("failure") is not None and cases[2].find("error") is not None
     assert ET.tostring(root)  # serialises
+
+
+def test_validate_checks_test_files_too(packs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`validate` checks every file of a pack, tests/*.yaml included (code ATT601); a valid
+    test file adds nothing."""
+    bad = _test_file(packs, "workflow: t.nope\nbogus: 1\ncases: []\n")
+    assert main(["validate", "--packs", str(packs), "--format", "json"]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert [(p["file"], p["line"], p["column"], p["code"]) for p in found] == [
+        (str(bad), 1, 11, "ATT601"),
+        (str(bad), 2, 1, "ATT601"),
+    ]
+    bad.write_text("workflow: t.flow\ncases:\n  - name: one\n    parameters: {n: 1}\n")
+    assert main(["validate", "--packs", str(packs)]) == 0
