@@ -103,6 +103,8 @@ class RetriesChild(AttuneOperator):
         previous = Outcome.from_xcom(pull(context["ti"], before.prefix + OUTCOME_TASK_ID, OUTCOME_KEY))
         if previous is None or previous.status not in (Status.FAILED, Status.TIMEOUT):
             return None
+        if (previous.error or {}).get("type") == "Cancelled":  # ended from outside: no retry
+            return None
         own = {"status": previous.status, "result": previous.result, "error": previous.error}
         scope = own_scope(self.scope_builder(context).scope({}), self.task_name, own)
         try:

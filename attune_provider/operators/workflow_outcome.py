@@ -170,8 +170,9 @@ class WorkflowOutcomeOperator(AttuneOperator):
             error = timeout_error(self.task_name, deadline[1])
             self._report_call(context, Status.TIMEOUT, error, output, hit)
             raise AirflowFailException(error["message"])
-        if reasons:
-            error = {"type": "WorkflowFailed", "message": "; ".join(reasons)}
+        if reasons:  # a child cancelled (a task of it ended from outside) cancels its caller
+            cancelled = any(reason.startswith("cancelled:") for reason in reasons)
+            error = {"type": CANCELLED if cancelled else "WorkflowFailed", "message": "; ".join(reasons)}
             self._report_call(context, Status.FAILED, error, output, hit)
             return
         if self.workflow.reports_execution:

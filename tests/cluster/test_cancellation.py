@@ -103,6 +103,20 @@ WORKFLOWS = {
     "paused": _workflow("paused", PYTHON_SLOW, seconds=10),
     "local_failed": _workflow("local_failed", PYTHON_SLOW, seconds=15),
     "local_success": _workflow("local_success", PYTHON_SLOW, seconds=15),
+    "sub_child": _workflow("sub_child", PYTHON_SLOW),
+    "sub_failed": """
+ref: cancellation.sub_failed
+parameters:
+  marks: {type: string, required: true}
+tasks:
+  - name: sub
+    action: cancellation.sub_child
+    input: {marks: "{{ parameters.marks }}"}
+    on_failure: cleanup
+  - name: cleanup
+    action: core.echo
+    input: {message: cleaned}
+""",
 }
 
 
@@ -313,6 +327,25 @@ def test_a_running_task_marked_failed_cancels_the_workflow(cluster: Cluster, tmp
     assert report["errors"]["slow"]["type"] == "Cancelled"
     local = collected(cluster, "task_failed")
     assert local["json"]["status"] == "failed" and local["cancelled"], local
+
+
+def test_a_task_of_a_subworkflow_marked_failed_cancels_its_caller(cluster: Cluster, tmp_path: Path) -> None:
+    """The child is cancelled, so is the workflow that called it, though its on_failure
+    handled the call's failure (docs/design.md, "Pause, resume and cancel")."""
+    trigger(cluster, "sub_failed", tmp_path)
+    mark = started(tmp_path, "sub_child")
+    mark_task(cluster, "sub_failed", "sub.slow", "failed")
+    wait_gone(mark, "the child's task marked failed ends")
+    state, _ = cluster.wait("sub_failed", timeout=WAIT)
+    assert state == "failed"
+    report = cluster.workflow("sub_failed")
+    assert report["status"] == "failed"
+    assert report["tasks"] == {"sub": "failed", "cleanup": "succeeded"}
+    assert report["errors"]["sub"]["type"] == "Cancelled", report["errors"]
+    assert report["reasons"] == [
+        "cancelled: task 'sub' was ended from outside before it reported an outcome "
+        "(marked failed in the UI or the REST API, or its process was killed)"
+    ]
 
 
 def test_a_running_task_marked_success_is_done_and_the_workflow_goes_on(
