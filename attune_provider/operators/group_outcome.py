@@ -19,6 +19,7 @@ from attune_provider.operators.state.outcome_xcom import (
     OUTCOME_KEY,
     Outcome,
     combine,
+    ended_from_outside,
     last_attempt,
     pull,
     pull_all,
@@ -85,7 +86,7 @@ class GroupOutcomeOperator(AttuneOperator):
         pulled = [Outcome.from_xcom(v) for v in pull_all(ti, executions, OUTCOME_KEY)]
         by_index = {o.index: o for o in pulled if o is not None}
         outcomes = [
-            by_index.get(i) or Outcome(Status.FAILED, error={"type": "TaskDied"})
+            by_index.get(i) or Outcome(Status.FAILED, error=ended_from_outside(f"execution {i}"))
             for i in range(meta["executions"])
         ]
         total = int(meta.get("total_count", len(outcomes)))

@@ -29,6 +29,7 @@ from attune_provider.language.templates.environment import TemplateRenderError
 from attune_provider.language.templates.render import render
 from attune_provider.operators.base import AttuneOperator
 from attune_provider.operators.state.outcome_xcom import (
+    CANCELLED,
     OUTCOME_KEY,
     WORKFLOW_KEY,
     Outcome,
@@ -39,7 +40,6 @@ from attune_provider.operators.state.outcome_xcom import (
 from attune_provider.operators.state.scope import TaskScopeBuilder
 from attune_provider.runners.base import timeout_error
 
-CANCELLED = "Cancelled"  # the error type of a task, or subworkflow, ended from outside
 ENDED_FROM_OUTSIDE = (
     "was ended from outside before it reported an outcome "
     "(marked failed in the UI or the REST API, or its process was killed)"

@@ -104,6 +104,20 @@ WORKFLOWS = {
     "local_failed": _workflow("local_failed", PYTHON_SLOW, seconds=15),
     "local_success": _workflow("local_success", PYTHON_SLOW, seconds=15),
     "sub_child": _workflow("sub_child", PYTHON_SLOW),
+    "items_failed": """
+ref: cancellation.items_failed
+parameters:
+  marks: {type: string, required: true}
+tasks:
+  - name: each
+    action: cancellation.slow
+    with_items: [600, 1]
+    input: {marks: "{{ parameters.marks }}", name: "items_failed_{{ index }}", seconds: "{{ item }}"}
+    on_failure: cleanup
+  - name: cleanup
+    action: core.echo
+    input: {message: cleaned}
+""",
     "sub_failed": """
 ref: cancellation.sub_failed
 parameters:
@@ -344,6 +358,25 @@ def test_a_task_of_a_subworkflow_marked_failed_cancels_its_caller(cluster: Clust
     assert report["errors"]["sub"]["type"] == "Cancelled", report["errors"]
     assert report["reasons"] == [
         "cancelled: task 'sub' was ended from outside before it reported an outcome "
+        "(marked failed in the UI or the REST API, or its process was killed)"
+    ]
+
+
+def test_a_with_items_execution_marked_failed_cancels_the_workflow(cluster: Cluster, tmp_path: Path) -> None:
+    """One execution marked failed: the others run to their end, the task fails with the
+    error type Cancelled (its index), its on_failure runs, and the workflow is cancelled."""
+    trigger(cluster, "items_failed", tmp_path)
+    mark = started(tmp_path, "items_failed_0")
+    mark_task(cluster, "items_failed", "each/0", "failed")
+    wait_gone(mark, "the execution marked failed ends")
+    state, _ = cluster.wait("items_failed", timeout=WAIT)
+    assert state == "failed"
+    report = cluster.workflow("items_failed")
+    assert report["tasks"] == {"each": "failed", "cleanup": "succeeded"}
+    assert report["errors"]["each"]["type"] == "Cancelled", report["errors"]
+    assert report["errors"]["each"]["index"] == 0
+    assert report["reasons"] == [
+        "cancelled: task 'each' was ended from outside before it reported an outcome "
         "(marked failed in the UI or the REST API, or its process was killed)"
     ]
 

@@ -49,6 +49,19 @@ def pull(ti: Any, task_id: str, key: str = "return_value") -> Any:
     return unseal(ti.xcom_pull(task_ids=task_id, key=key))
 
 
+CANCELLED = "Cancelled"  # the error type of a task, execution or subworkflow ended from outside
+
+
+def ended_from_outside(what: str) -> dict[str, Any]:
+    """The error of `what` (an execution) when Airflow shows it failed though it pushed no
+    outcome: marked failed in the UI or the REST API, or its process was killed."""
+    return {
+        "type": CANCELLED,
+        "message": f"{what} was ended from outside before it reported an outcome "
+        "(marked failed in the UI or the REST API, or its process was killed)",
+    }
+
+
 STARTED_KEY = "started"  # XCom of a subworkflow's input step: when the call began (epoch s)
 
 
@@ -170,7 +183,9 @@ def combine(outcomes: list[Outcome], total: int, task: Any) -> Outcome:
         f"first, index {first_index}: {(first.error or {}).get('message', '')}"
     )
     status = Status.TIMEOUT if all(o.status == Status.TIMEOUT for _, o in failed) else Status.FAILED
-    error = {"type": "ItemsFailed", "message": message, "index": first_index}
+    # an execution ended from outside cancels the task, as a task marked failed does
+    cancelled = any((o.error or {}).get("type") == CANCELLED for _, o in failed)
+    error = {"type": CANCELLED if cancelled else "ItemsFailed", "message": message, "index": first_index}
     deadline = any(o.deadline for _, o in failed)
     return Outcome(status, results, error, fired_targets(task, status), total_count=total, deadline=deadline)
 
@@ -295,7 +310,7 @@ class OutcomeReader(Mapping[str, Outcome]):
                 result = unseal(self._ti.xcom_pull(task_ids=task_id, map_indexes=index))
                 outcomes.append(Outcome(Status.SUCCEEDED, result))
             else:
-                died = {"type": "TaskDied", "message": f"execution {index} ended {state}"}
+                died = ended_from_outside(f"execution {index}")
                 outcomes.append(by_index.get(index) or Outcome(Status.FAILED, error=died))
         return combine(outcomes, total, task)
 
