@@ -185,7 +185,9 @@ def template_timeout() -> float:
     except ValueError:
         raise ValueError(f"[{SECTION}] template_timeout must be a number of seconds, got {raw!r}")
     if not 0 < value <= 3600:
-        raise ValueError(f"[{SECTION}] template_timeout must be between 0 and 3600 seconds, got {value}")
+        raise ValueError(
+            f"[{SECTION}] template_timeout must be more than 0 and at most 3600 seconds, got {value}"
+        )
     return value
 
 

@@ -100,6 +100,7 @@ def prepare(args: argparse.Namespace) -> tuple[WorkflowPlan, dict[str, Any]]:
         airflow_defaults()  # before settings may import Airflow to read `[attune] packs_path`
         packs = settings.packs_paths(getattr(args, "packs", None) or [])
         depth = settings.max_depth()
+        settings.template_limits()  # an invalid limit stops the run before anything starts
     except (UsageError, ValueError) as exc:
         raise NotStarted([f"{PROG} run: error: {exc}"])
     prepare_environment(packs)

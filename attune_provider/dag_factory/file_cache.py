@@ -126,7 +126,7 @@ def _untrusted(info: os.stat_result, entry: bool = False) -> str | None:
     if info.st_uid != os.geteuid():
         return f"belongs to uid {info.st_uid}"
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        who = "group" if info.st_mode & stat.S_IWGRP else "others"
+        who = "others" if info.st_mode & stat.S_IWOTH else "group"
         return f"is writable by {who} (mode {info.st_mode & 0o7777:o})"
     if entry and (not stat.S_ISREG(info.st_mode) or info.st_nlink != 1):
         return "is not a file this cache wrote (a special file, or one with several links)"
@@ -135,8 +135,11 @@ def _untrusted(info: os.stat_result, entry: bool = False) -> str | None:
 
 def _open_parent(directory: Path) -> str | None:
     """Why a parent of the cache directory would let another user swap what is below it:
-    writable by every user without the sticky bit (as /tmp has). Else None."""
-    for parent in reversed(directory.parents):
+    writable by every user without the sticky bit (as /tmp has). Else None. The parents
+    of where it really is count too, when it is (or is below) a symbolic link."""
+    real = Path(os.path.realpath(directory))
+    parents = [*reversed(directory.parents), *(reversed(real.parents) if real != directory else [])]
+    for parent in parents:
         try:
             info = os.stat(parent)
         except FileNotFoundError:

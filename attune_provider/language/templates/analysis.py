@@ -120,6 +120,8 @@ class _Analyser:
             self.visit(default, bound)
         inner = set(bound) | {"caller", "varargs", "kwargs"}
         inner.update(arg.name for arg in node.args)
+        if isinstance(node, nodes.Macro):
+            inner.add(node.name)  # a macro may call itself (the template timeout bounds it)
         for child in node.body:
             self.visit(child, inner)
         if isinstance(node, nodes.Macro):

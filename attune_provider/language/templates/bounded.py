@@ -154,8 +154,16 @@ def pprint(value: Any) -> str:
 
 
 def list_(value: Any) -> list[Any]:
+    """The elements as a list, refused when they pass the limit together (`map` makes each
+    one within it, the list holds them all)."""
     result = list(value)
-    _check(WORD * len(result), "list")
+    budget, total = _budget(), WORD * len(result)
+    for item in result:  # a number or a boolean is its word; text and containers are more
+        if total > budget:
+            break
+        if not isinstance(item, (int, float, bool)) and item is not None:
+            total += deep_size(item, budget)
+    _check(total, "list")
     return result
 
 
@@ -172,6 +180,18 @@ def _text_checked(name: str, original: Callable[..., Any]) -> Callable[..., Any]
     return checked
 
 
+def _input_checked(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that turns its input into text first (`upper` of a list prints the list):
+    that text refused first when it would pass the limit."""
+
+    @functools.wraps(original)
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        as_text(value, f"the filter '{name}'")
+        return original(value, *args, **kwargs)
+
+    return checked
+
+
 def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     """Jinja's `lipsum()`, refused when it would write more than the limit."""
     words = (n if is_int(n) else 0) * (max if is_int(max) else 0)
@@ -180,6 +200,8 @@ def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
 
 
 _GROWING = ("e", "escape", "forceescape", "urlencode", "urlize", "xmlattr", "truncate")
+# Jinja's filters that take any value as text (str() of a list or mapping) and keep its size
+_AS_TEXT = ("upper", "lower", "capitalize", "title", "trim", "striptags", "safe", "wordcount")
 
 BOUNDED_FILTERS: dict[str, Callable[..., Any]] = {
     "default": default,
@@ -197,4 +219,5 @@ BOUNDED_FILTERS: dict[str, Callable[..., Any]] = {
     "pprint": pprint,
     "list": list_,
     **{name: _text_checked(name, jinja_filters.FILTERS[name]) for name in _GROWING},
+    **{name: _input_checked(name, jinja_filters.FILTERS[name]) for name in _AS_TEXT},
 }

@@ -185,8 +185,9 @@ class AttuneEnvironment(SandboxedEnvironment):
         if method is not None:
             owner, name = method
             args = prepare_method_args(owner, name, args)
-            size = method_size(owner, name, args, kwargs, guard.max_bytes)
-            guard.check(size, f"{type(owner).__name__}.{name}()")
+            size = method_size(owner, name, args, kwargs, guard.max_bytes, guard.list_sizes)
+            kind = owner.__name__ if isinstance(owner, type) else type(owner).__name__
+            guard.check(size, f"{kind}.{name}()")
         return super().call(__context, __obj, *args, **kwargs)
 
     def iterate(self, sequence: Any) -> _Ticking:

@@ -66,11 +66,12 @@ def amount(size: int) -> str:
 class Guard:
     """The limits of the template being rendered, and when its time is up."""
 
-    __slots__ = ("max_bytes", "timeout", "_deadline", "_countdown")
+    __slots__ = ("max_bytes", "timeout", "_deadline", "_countdown", "list_sizes")
 
     def __init__(self, limits: TemplateLimits, timed: bool = True) -> None:
         self.max_bytes = limits.max_result_bytes
         self.timeout = limits.timeout
+        self.list_sizes: dict[int, tuple[int, int]] = {}  # lists grown here: id -> (length, size)
         self._deadline = time.thread_time() + limits.timeout if timed else float("inf")
         self._countdown = _TICKS_PER_CLOCK_READ
 

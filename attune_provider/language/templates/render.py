@@ -102,6 +102,9 @@ def render(value: Any, scope: Mapping[str, Any], limits: TemplateLimits | None =
     return _render(value, scope, limits or current_limits())
 
 
+CONSTANT_TIMEOUT = 0.05  # seconds of CPU time a constant may take at parse time
+
+
 class NotConstant(Exception):
     """The value depends on what a run has (it reads a name, or could not be worked out)."""
 
@@ -126,11 +129,16 @@ def constant(value: Any) -> Any:
     (`"{{ [1, 2, 3] }}"`, a YAML list of plain values); `NotConstant` otherwise.
 
     Lets the compiler use a value at parse time that the run would compute the same way.
+    Worked out under a short time budget (`CONSTANT_TIMEOUT`): the DAG processor parses every
+    workflow in one DAG file within Airflow's import timeout, so a slow template is left to
+    the run (its task has the whole `template_timeout`), never paid at parse time.
     """
     if not all(_reads_nothing(text) for _, text in template_strings(value)):
         raise NotConstant(value)
+    limits = current_limits()
+    brief = TemplateLimits(limits.max_result_bytes, min(limits.timeout, CONSTANT_TIMEOUT))
     try:
-        return render(value, {})
+        return render(value, {}, brief)
     except TemplateRenderError as exc:
         raise NotConstant(value) from exc
 

@@ -14,7 +14,7 @@ import math
 import re
 import string
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 WORD = 8  # a pointer, a float, a small number
@@ -201,7 +201,9 @@ def _star(values: Sequence[Any], position: int) -> int:
 
 def printf_size(template: Any, args: Any, budget: int) -> int | None:
     """`template % args` (and Jinja's `format` filter): the template, every field's width
-    and precision, every argument it prints."""
+    and precision, every argument it prints (of `bytes % ...` too)."""
+    if isinstance(template, bytes):
+        template = template.decode("latin-1")  # one character per byte: the same fields
     if not isinstance(template, str):
         return None
     values: Sequence[Any] = args if isinstance(args, tuple) else (args,)
@@ -308,12 +310,33 @@ def _text_method_size(text: Any, name: str, args: Sequence[Any], budget: int) ->
     return None
 
 
-def _list_method_size(items: list[Any], name: str, args: Sequence[Any]) -> int | None:
-    if name in ("append", "insert"):
-        return WORD * (len(items) + 1)
-    if name == "extend" and args and isinstance(args[0], Sequence):
-        return WORD * (len(items) + len(args[0]))
-    return None
+def _list_method_size(
+    items: list[Any], name: str, args: Sequence[Any], budget: int, known: dict[int, tuple[int, int]]
+) -> int | None:
+    """The list's whole size after `append`/`insert`/`extend`: what it holds already and what
+    is added (a list grown in a loop by big values is refused). `known`: sizes of lists
+    worked out before in this template (id -> (length, size)), so that growing a list
+    costs the size of what is added, not a walk of the list each time."""
+    if name not in ("append", "insert", "extend"):
+        return None
+    added = args[-1:] if name != "extend" else (args[0] if args and isinstance(args[0], Sequence) else None)
+    if added is None:
+        return None
+    length, size = known.get(id(items), (-1, 0))
+    if length != len(items):
+        size = deep_size(items, budget)
+    total = size + WORD * len(added) + sum(deep_size(item, budget) for item in added)
+    known[id(items)] = (len(items) + len(added), total)
+    return total
+
+
+def _fromkeys_size(args: Sequence[Any], budget: int) -> int | None:
+    """`dict.fromkeys(keys, value)`: every key, each with the same value written out."""
+    keys = args[0] if args else ()
+    if not isinstance(keys, Sized):
+        return None
+    value = deep_size(args[1], budget) if len(args) > 1 else WORD
+    return len(keys) * (2 * WORD + value)
 
 
 def bound_method(obj: Any) -> tuple[Any, str] | None:
@@ -329,6 +352,10 @@ def bound_method(obj: Any) -> tuple[Any, str] | None:
 def prepare_method_args(owner: Any, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """`str.join` and `list.extend` of an iterator: the iterator read into a list first, so
     that its size can be known before the call (which then gets the list)."""
+    if name == "fromkeys" and args and (owner is dict or isinstance(owner, dict)):
+        first = args[0]
+        if isinstance(first, Iterable) and not isinstance(first, Sized):
+            return (list(first), *args[1:])
     if name in ("join", "extend") and args and isinstance(owner, (str, bytes, list)):
         first = args[0]
         if isinstance(first, Iterable) and not isinstance(first, (list, tuple, str, bytes, Mapping)):
@@ -337,9 +364,19 @@ def prepare_method_args(owner: Any, name: str, args: tuple[Any, ...]) -> tuple[A
 
 
 def method_size(
-    owner: Any, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], budget: int
+    owner: Any,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    budget: int,
+    known: dict[int, tuple[int, int]] | None = None,
 ) -> int | None:
     """What calling `owner.name(*args, **kwargs)` would make, when it could be large."""
+    if name == "fromkeys" and (owner is dict or isinstance(owner, dict)):
+        return _fromkeys_size(args, budget)
+    if name == "to_bytes" and is_int(owner):
+        length = args[0] if args else kwargs.get("length", 1)
+        return length if is_int(length) else None
     if isinstance(owner, (str, bytes)):
         if name == "format" and isinstance(owner, str):
             return format_size(owner, args, kwargs, budget)
@@ -347,5 +384,5 @@ def method_size(
             return format_size(owner, (), args[0], budget)
         return _text_method_size(owner, name, args, budget)
     if isinstance(owner, list):
-        return _list_method_size(owner, name, args)
+        return _list_method_size(owner, name, args, budget, {} if known is None else known)
     return None

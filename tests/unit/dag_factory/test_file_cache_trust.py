@@ -164,6 +164,26 @@ def test_a_parent_every_user_may_write_needs_the_sticky_bit(
     assert FileCache.open() is None
 
 
+def test_a_cache_directory_that_is_a_link_is_judged_where_it_really_is(
+    packs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """`cache_dir` a symbolic link to a private directory below one every user may write:
+    refused as if named directly (black-box finding)."""
+    packs.pack("p", {"workflows/w.yaml": WORKFLOW})
+    shared = tmp_path / "shared"
+    (shared / "cache").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(shared / "cache")
+    monkeypatch.setenv("ATTUNE_CACHE_DIR", str(link))
+    assert FileCache.open() is not None
+    marker = tmp_path / "ran"
+    load_packs([Path("packs")])
+    _plant(shared / "cache", marker)
+    os.chmod(shared, 0o777)
+    _loads_without_running(marker)
+    assert FileCache.open() is None
+
+
 def test_missing_directories_are_created_private_whatever_the_umask(tmp_path: Path) -> None:
     base = tmp_path / "a" / "b" / "cache"
     old = os.umask(0o002)

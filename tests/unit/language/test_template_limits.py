@@ -164,6 +164,13 @@ NESTED_BOMBS = [
     NESTED + "{{ '{}'.format(ns.x) }}",
     NESTED + "{{ 'x' ~ ns.x }}",
     NESTED + "{{ ns.x | center(3) }}",
+    # black-box findings: text filters of a container, growing a list, fromkeys, bytes
+    *(NESTED + f"{{{{ ns.x | {name} | length }}}}" for name in ("upper", "lower", "title", "trim")),
+    "{% set l = [] %}{% for i in range(3000) %}{% if l.append('x' * 1000000) %}{% endif %}{% endfor %}",
+    "{{ range(300) | map('center', 1000000) | list | length }}",
+    "{{ {}.fromkeys(range(100000), 'x' * 1000000) }}",
+    "{{ ('%999999999s'.encode() % 'x'.encode()) | length }}",
+    "{{ (1).to_bytes(10**9, 'big') | length }}",
 ]
 
 

@@ -173,3 +173,22 @@ def test_item_and_index_only_in_the_input_of_a_with_items_task(packs):
         "8:19: error: 'item' is only available in the 'input' of a task with 'with_items'",
         "9:23: error: 'index' is only available in the 'input' of a task with 'with_items'",
     ]
+
+
+def test_a_macro_may_call_itself(packs):
+    """Its own name is bound inside its body (black-box finding); other names still checked."""
+    packs.pack(
+        "p",
+        {
+            "workflows/w.yaml": """\
+                ref: p.w
+                tasks:
+                  - name: a
+                    action: core.echo
+                    input:
+                      message: "{% macro f(n) %}{{ 1 if n <= 1 else n * f(n - 1) }}{% endmacro %}{{ f(5) }}{{ g }}"
+                output_map: {}
+            """
+        },
+    )
+    assert packs.problems(WF) == ["6:16: error: unknown name 'g' in template"]
