@@ -24,6 +24,7 @@ from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY, Outcome, s
 from attune_provider.operators.state.scope import SubworkflowNotStarted, TaskScopeBuilder
 from attune_provider.operators.state.sealed import run_plan, seal
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
+from attune_provider.operators.steps import audit
 from attune_provider.operators.steps.failure import AttuneTaskFailed, classify
 from attune_provider.operators.steps.finish import own_scope, publish_and_decide
 from attune_provider.operators.steps.gate import false_when, routed_to
@@ -72,7 +73,24 @@ class AttuneOperator(BaseOperator):
             "Attune workflow %s (source %s, pack %s), task %s",
             self.plan.ref, self.plan.source, self.plan.pack, self.task_id,
         )
+        if self.starts_run(context):
+            audit.workflow_started(self.log, context["run_id"], self.plan.ref, self.plan.source)
         self.verify_definition()
+
+    starts_run_step = True  # False for the steps that come after a task has started
+
+    def starts_run(self, context: Any) -> bool:
+        """Whether this task instance starts the run (docs/observability.md): the first try
+        of an entry task of the top-level workflow (each member of an entry group, the first
+        instance of a mapped one); no database read."""
+        ti = context["ti"]
+        return (
+            self.starts_run_step
+            and self.plan.parent is None
+            and self.gate_name in self.plan.graph.entries
+            and ti.try_number <= 1
+            and (ti.map_index is None or ti.map_index <= 0)
+        )
 
     _own_timeout: timedelta | None = None
     _call_deadline: tuple[float, float] | None = None  # (deadline, timeout) that stops this try
@@ -203,6 +221,7 @@ class AttuneOperator(BaseOperator):
             decided=done.decided,
             **extra,
         )
+        audit.task_completed(self.log, self.plan.ref, self.task_name, outcome, context["ti"].start_date)
         if self.task_name not in self.plan.quiet_successes:
             self.push(context, outcome)
         if done.published:
@@ -238,7 +257,7 @@ class AttuneOperator(BaseOperator):
             own = {"status": failure.status, "result": failure.result, "error": failure.error}
             self.error_scope = own_scope(scope, self.task_name, own)
         self.report_failure(
-            context, failure.status, failure.error, failure.result if result is None else result
+            context, failure.status, failure.error, failure.result if result is None else result, final=final
         )
         if isinstance(exc, AirflowTaskTimeout):
             raise exc
@@ -266,16 +285,30 @@ class AttuneOperator(BaseOperator):
         return timeout_error(self.task_name, seconds)
 
     def report_failure(
-        self, context: Any, status: str, error: dict[str, Any], result: Any = None, **extra: Any
+        self,
+        context: Any,
+        status: str,
+        error: dict[str, Any],
+        result: Any = None,
+        *,
+        final: bool = False,
+        **extra: Any,
     ) -> None:
-        """Push a failed or timed-out outcome; settle once no retry can follow."""
+        """Push a failed or timed-out outcome; settle once no retry can follow (`final`:
+        none will), and write the audit line or count the retry."""
         targets = fired_targets(self.spec, status)
         ended = time.time()
         attempt = context["ti"].try_number
         tries = extra.pop("attempts", attempt)  # a retried subworkflow's own count
         extra.setdefault("deadline", self.stopped_at_call_deadline(status))
-        self.push(context, Outcome(status, result, error, targets, {}, ended, tries, **extra))
-        if attempt > (self.retries or 0) or self._retry_refused():
+        outcome = Outcome(status, result, error, targets, {}, ended, tries, **extra)
+        self.push(context, outcome)
+        no_retry = attempt > (self.retries or 0) or self._retry_refused()
+        if final or no_retry:
+            audit.task_completed(self.log, self.plan.ref, self.task_name, outcome, context["ti"].start_date)
+        else:
+            audit.task_retried(self.plan.ref, self.task_name)
+        if no_retry:
             self.settle(context, targets)  # not before: a retry may still succeed and route elsewhere
 
     def _retry_refused(self) -> bool:

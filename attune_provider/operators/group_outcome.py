@@ -36,6 +36,7 @@ class GroupOutcomeOperator(AttuneOperator):
     """Decides the outcome of a with_items task or a parallel group."""
 
     ui_color = "#f3e8fb"
+    starts_run_step = False  # its task started in the steps before it
 
     def execute(self, context: Any) -> Any:
         builder = self.scope_builder(context)

@@ -34,6 +34,7 @@ from attune_provider.operators.state.outcome_xcom import Outcome, pull
 from attune_provider.operators.state.scope import execution_scope
 from attune_provider.operators.state.sealed import run_plan
 from attune_provider.operators.state.secrets import mask_inputs, redact_secrets
+from attune_provider.operators.steps import audit
 from attune_provider.operators.steps.failure import FAILURES, AttuneTaskFailed, classify
 from attune_provider.operators.steps.finish import own_scope
 
@@ -149,6 +150,8 @@ class ExecutionMixin(ActionRunMixin):
             failure.status, failure.result, failure.error, attempts=attempts, index=index, deadline=deadline
         )
         self.push(context, outcome)
+        if attempts <= (self.retries or 0) and not self._retry_refused():
+            audit.task_retried(self.plan.ref, self.task_name)  # the task's outcome step logs its end
         if isinstance(exc, AirflowTaskTimeout):
             raise exc
         raise AttuneTaskFailed(f"item {index}: {failure.message}") from exc
@@ -158,6 +161,7 @@ class ItemOperator(ExecutionMixin):
     """One execution of a with_items task whose `items` step made the list."""
 
     template_fields = ("call",)  # the execution's input as `items` rendered it (secrets as ***)
+    starts_run_step = False  # its `items` step started the task
 
     def __init__(self, *, plan: WorkflowPlan, task_name: str, call: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -38,6 +38,7 @@ from attune_provider.operators.state.outcome_xcom import (
     subworkflow_deadline,
 )
 from attune_provider.operators.state.scope import TaskScopeBuilder
+from attune_provider.operators.steps import audit
 from attune_provider.runners.base import timeout_error
 
 ENDED_FROM_OUTSIDE = (
@@ -85,6 +86,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
 
     shallow_copy_attrs = ("plan", "workflow")
     ui_color = "#f3e8fb"
+    starts_run_step = False
 
     def set_up(self) -> None:
         self.workflow = self.plan.children[self.task_name] if self.task_name else self.plan
@@ -133,6 +135,10 @@ class WorkflowOutcomeOperator(AttuneOperator):
         """Push the workflow's outcome (one `workflow` XCom), report to the calling task,
         and end as the workflow did: failed, or returning the output (its return_value)."""
         status = Status.FAILED if reasons else Status.SUCCEEDED
+        if self.workflow.parent is None:  # a subworkflow's end is its calling task's line
+            audit.workflow_completed(
+                self.log, context["run_id"], self.workflow.ref, status, context["dag_run"].start_date
+            )
         report = {
             "status": status,
             "tasks": tasks,
