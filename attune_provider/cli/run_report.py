@@ -8,7 +8,6 @@ goes to the run's log file (file descriptors 1 and 2 redirected there).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import threading
@@ -20,7 +19,8 @@ from urllib.parse import quote
 from attune_provider.language.plan import WorkflowPlan
 from attune_provider.local_run import RunResult, TaskRun, task_run
 from attune_provider.operators.state.outcome_xcom import OUTCOME_KEY
-from attune_provider.operators.state.sealed import unseal
+from attune_provider.operators.state.sealed import run_plan, unseal
+from attune_provider.operators.steps.summary import summary_markdown
 
 POLL_SECONDS = 0.5
 MAX_ERROR_LINES = 12
@@ -191,18 +191,32 @@ class Console:
             counts[task.status] = counts.get(task.status, 0) + 1
         tally = ", ".join(f"{n} {status}" for status, n in counts.items())
         status = f"{result.status} (cancelled)" if result.cancelled else result.status
-        lines = [f"workflow {result.workflow} {status} in {format_duration(elapsed)} ({tally})"]
-        bad = [t.task_id for t in result.tasks.values() if t.status in ("failed", "timeout")]
-        if result.status != "succeeded":
-            lines.append(f"failed tasks: {', '.join(bad) or 'none'}")
-            lines += [f"why: {reason}" for reason in result.reasons]
-        if self.plan.workflow.output_map is None:
-            lines.append("output: (the workflow has no output_map)")
-        else:
-            rendered = json.dumps(result.output, indent=2, ensure_ascii=False, default=str)
-            lines += ["output:", *(f"  {text}" for text in rendered.splitlines())]
+        lines = [f"workflow {result.workflow} {status} in {format_duration(elapsed)} ({tally})", ""]
+        lines += [*run_summary(self.plan, result).splitlines(), ""]  # as the DAG run's note shows it
         lines += [f"logs: {log_path}", f"UI: `airflow api-server`, then {_ui_url(result)} (Grid)"]
         self.write(*lines)
+
+
+def run_summary(plan: WorkflowPlan, result: RunResult) -> str:
+    """The run's summary as its DAG run's note holds it (written when the run ended,
+    attune_provider/plugin.py); built from the result when the note is not there."""
+    with contextlib.suppress(Exception):  # noqa: BLE001 - no database: the summary of the result
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            where = (DagRun.dag_id == result.workflow, DagRun.run_id == result.run_id)
+            run = session.scalars(select(DagRun).where(*where)).first()
+            if run is not None and run.note:
+                return str(run.note)
+    errors = {tid: task.error for tid, task in result.tasks.items() if task.error}
+    tasks = {tid: task.status for tid, task in result.tasks.items()}
+    has_output = plan.workflow.output_map is not None
+    confidential = run_plan(plan).confidential
+    return summary_markdown(
+        result.workflow, result.status, tasks, errors, result.reasons, result.output, has_output, confidential
+    )
 
 
 def _ui_url(result: RunResult) -> str:

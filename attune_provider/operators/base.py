@@ -30,6 +30,7 @@ from attune_provider.operators.steps.finish import own_scope, publish_and_decide
 from attune_provider.operators.steps.gate import false_when, routed_to
 from attune_provider.operators.steps.integrity import DefinitionChanged, verify_definition
 from attune_provider.operators.steps.settle import instances_to_skip, settles, skip_now
+from attune_provider.operators.steps.tracing import tag_current_span
 from attune_provider.runners.base import timeout_error
 
 _Op = TypeVar("_Op", bound="AttuneOperator")
@@ -73,6 +74,7 @@ class AttuneOperator(BaseOperator):
             "Attune workflow %s (source %s, pack %s), task %s",
             self.plan.ref, self.plan.source, self.plan.pack, self.task_id,
         )
+        tag_current_span(context, self.plan, self.task_name, self.task_id)  # steps/tracing.py
         if self.starts_run(context):
             audit.workflow_started(self.log, context["run_id"], self.plan.ref, self.plan.source)
         self.verify_definition()

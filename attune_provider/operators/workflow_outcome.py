@@ -39,6 +39,7 @@ from attune_provider.operators.state.outcome_xcom import (
 )
 from attune_provider.operators.state.scope import TaskScopeBuilder
 from attune_provider.operators.steps import audit
+from attune_provider.operators.steps.summary import push_summary
 from attune_provider.runners.base import timeout_error
 
 ENDED_FROM_OUTSIDE = (
@@ -148,6 +149,7 @@ class WorkflowOutcomeOperator(AttuneOperator):
             "source": self.workflow.source,
         }
         context["ti"].xcom_push(key=WORKFLOW_KEY, value=self.stored(report))
+        push_summary(context["ti"], self.workflow, report, output)  # the run's note (summary.py)
         if self.workflow.parent is not None:
             self._report_to_parent(context, reasons, output, self._deadline_hit(context))
         if reasons:
