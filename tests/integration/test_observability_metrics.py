@@ -60,7 +60,8 @@ def attune_run(ref: str, packs: Path, metrics_env: dict[str, str]) -> subprocess
     return subprocess.run(command, env=env, text=True, capture_output=True, timeout=120)
 
 
-def test_statsd_metrics_arrive(airflow_db: None, packs: Path) -> None:
+def statsd_run(ref: str, packs: Path, exit_code: int, **settings: str) -> list[str]:
+    """The StatsD lines a run of `ref` sends to a UDP socket on 127.0.0.1 (random port)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     listener.bind(("127.0.0.1", 0))
@@ -70,19 +71,24 @@ def test_statsd_metrics_arrive(airflow_db: None, packs: Path) -> None:
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(port),
         "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        **{f"AIRFLOW__METRICS__{key.upper()}": value for key, value in settings.items()},
     }
     try:
-        proc = attune_run("t.fails", packs, env)
-        assert proc.returncode == 1, proc.stdout + proc.stderr  # the workflow failed
+        proc = attune_run(ref, packs, env)
+        assert proc.returncode == exit_code, proc.stdout + proc.stderr
         listener.settimeout(0.5)
         packets: list[str] = []
         while True:
             try:
                 packets.extend(listener.recv(65536).decode().splitlines())
             except TimeoutError:
-                break
+                return packets
     finally:
         listener.close()
+
+
+def test_statsd_metrics_arrive(airflow_db: None, packs: Path) -> None:
+    packets = statsd_run("t.fails", packs, 1)  # the workflow failed
     ours = sorted({p.split(":", 1)[0] + "|" + p.rsplit("|", 1)[-1] for p in packets if ".attune." in p})
     assert ours == [
         "airflow.attune.task.duration|ms",
@@ -172,3 +178,13 @@ def test_opentelemetry_metrics_arrive(
     assert {"workflow": "t.handled", "task": "boom"} in points["airflow.attune.task.failed"]
     tasks = {p.get("task") for p in points["airflow.attune.task.duration"]}
     assert tasks == {"pick", "boom", "cleanup"}, points
+
+
+def test_statsd_with_influxdb_tags(airflow_db: None, packs: Path) -> None:
+    """`statsd_influxdb_enabled`: the workflow and task as InfluxDB tags (statsd-exporter labels)."""
+    packets = statsd_run("t.handled", packs, 0, statsd_influxdb_enabled="True")
+    assert "airflow.attune.workflow.succeeded,workflow=t.handled:1|c" in packets, packets
+    assert "airflow.attune.task.retries,workflow=t.handled,task=boom:1|c" in packets, packets
+    assert "airflow.attune.task.failed,workflow=t.handled,task=boom:1|c" in packets, packets
+    assert any(p.startswith("airflow.attune.workflow.duration,workflow=t.handled:") for p in packets)
+    assert any(p.startswith("airflow.attune.task.duration,workflow=t.handled,task=cleanup:") for p in packets)
