@@ -186,7 +186,7 @@ def test_a_macro_may_call_itself(packs):
                   - name: a
                     action: core.echo
                     input:
-                      message: "{% macro f(n) %}{{ 1 if n <= 1 else n * f(n - 1) }}{% endmacro %}{{ f(5) }}{{ g }}"
+                      message: "{% macro f(n) %}{{ n and n * f(n - 1) }}{% endmacro %}{{ f(5) }}{{ g }}"
                 output_map: {}
             """
         },
