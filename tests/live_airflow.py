@@ -227,12 +227,23 @@ class LiveAirflow:
             time.sleep(1)
         raise AssertionError(f"no API token after {timeout:.0f}s ({last}):\n{self.log_tail('api-server')}")
 
+    def dag_ids(self) -> set[str]:
+        """Every DAG the API lists, page by page (a page holds at most 100)."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self.request("GET", f"/api/v2/dags?limit=100&offset={offset}")["dags"]
+            found.update(d["dag_id"] for d in page)
+            if len(page) < 100:
+                return found
+            offset += len(page)
+
     def wait_for_dags(self, dag_ids: set[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         seen: set[str] = set()
         while time.monotonic() < deadline:
             self.check_alive()
-            seen = {d["dag_id"] for d in self.request("GET", "/api/v2/dags?limit=100")["dags"]}
+            seen = self.dag_ids()
             if dag_ids <= seen:
                 return
             time.sleep(1)

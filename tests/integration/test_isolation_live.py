@@ -88,7 +88,7 @@ class Isolation:
 
     def listed(self) -> set[str]:
         """The dag_ids the UI's DAG list shows (the API lists only DAGs that are not stale)."""
-        return {d["dag_id"] for d in self.airflow.request("GET", "/api/v2/dags?limit=100")["dags"]}
+        return self.airflow.dag_ids()
 
     def import_errors(self) -> dict[str, str]:
         return self.airflow.import_errors()
