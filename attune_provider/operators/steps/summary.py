@@ -20,7 +20,14 @@ FAILED_STATUSES = ("failed", "timeout")
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+    """`text` in at most `limit` characters: cut, with how much was left out."""
+    if len(text) <= limit:
+        return text
+    keep = limit
+    for _ in range(2):  # the marker's own length depends on the count it gives
+        marker = f"… ({len(text) - keep} more characters)"
+        keep = max(limit - len(marker), 0)
+    return text[:keep] + f"… ({len(text) - keep} more characters)"
 
 
 def _message(error: Mapping[str, Any], confidential: bool) -> str:
@@ -61,11 +68,13 @@ def summary_markdown(
     else:
         lines += ["Output:", ""]
     text = "\n".join(line for index, line in enumerate(lines) if line or lines[index - 1]).strip()
+    text = _clip(text, MAX_SUMMARY_CHARS)
     if has_output and not confidential:
         rendered = json.dumps(output, indent=2, ensure_ascii=False, default=str).replace("```", "` ` `")
-        budget = MAX_SUMMARY_CHARS - len(text) - len("\n\n```json\n\n```") - 40
-        text += "\n\n```json\n" + _clip(rendered, max(budget, 0)) + "\n```"
-    return _clip(text, MAX_SUMMARY_CHARS - 40)
+        budget = MAX_SUMMARY_CHARS - len(text) - len("\n\n```json\n\n```")
+        if budget >= 40:  # else no room left for the output: the line above says where it is
+            text += "\n\n```json\n" + _clip(rendered, budget) + "\n```"
+    return text
 
 
 def push_summary(ti: Any, plan: Any, report: Mapping[str, Any], output: Any) -> None:
