@@ -130,6 +130,12 @@ class AttuneOperator(BaseOperator):
         self._definition_verified = True
 
     @property
+    def audit_name(self) -> str:
+        """The task as audit lines and metric tags name it: a parallel member as
+        `<group>.<member>`, as `attune-airflow run` and the summary do."""
+        return self.plan.task_ids.get(self.task_name, self.task_name)
+
+    @property
     def spec(self) -> Task:
         return self.plan.tasks[self.task_name]
 
@@ -223,7 +229,7 @@ class AttuneOperator(BaseOperator):
             decided=done.decided,
             **extra,
         )
-        audit.task_completed(self.log, self.plan.ref, self.task_name, outcome, context["ti"].start_date)
+        audit.task_completed(self.log, self.plan.ref, self.audit_name, outcome, context["ti"].start_date)
         if self.task_name not in self.plan.quiet_successes:
             self.push(context, outcome)
         if done.published:
@@ -307,9 +313,9 @@ class AttuneOperator(BaseOperator):
         self.push(context, outcome)
         no_retry = attempt > (self.retries or 0) or self._retry_refused()
         if final or no_retry:
-            audit.task_completed(self.log, self.plan.ref, self.task_name, outcome, context["ti"].start_date)
+            audit.task_completed(self.log, self.plan.ref, self.audit_name, outcome, context["ti"].start_date)
         else:
-            audit.task_retried(self.plan.ref, self.task_name)
+            audit.task_retried(self.plan.ref, self.audit_name)
         if no_retry:
             self.settle(context, targets)  # not before: a retry may still succeed and route elsewhere
 

@@ -151,7 +151,7 @@ class ExecutionMixin(ActionRunMixin):
         )
         self.push(context, outcome)
         if attempts <= (self.retries or 0) and not self._retry_refused():
-            audit.task_retried(self.plan.ref, self.task_name)  # the task's outcome step logs its end
+            audit.task_retried(self.plan.ref, self.audit_name)  # the task's outcome step logs its end
         if isinstance(exc, AirflowTaskTimeout):
             raise exc
         raise AttuneTaskFailed(f"item {index}: {failure.message}") from exc
