@@ -482,7 +482,7 @@ def test_attune_airflow_run_marked_failed_through_the_rest_api_says_cancelled(
     done = _attune_run(cluster, "local_failed", tmp_path, "failed")
     assert done.returncode == 1, (done.stdout, done.stderr[-3000:])
     assert "workflow cancellation.local_failed failed (cancelled) in " in done.stdout, done.stdout
-    assert "why: cancelled: the DAG run was marked failed before its last step ran" in done.stdout
+    assert "Why: cancelled: the DAG run was marked failed before its last step ran" in done.stdout
     found = instances(cluster, "local_failed")
     assert found["slow"]["state"] == "success"  # dag.test() let it finish, and wrote its state
     assert never_started(found["after"]) and never_started(found["attune_outcome"])
