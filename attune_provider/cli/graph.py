@@ -3,7 +3,7 @@
 Prints the task graph of workflow REF on standard output: Mermaid (`flowchart TD`, the
 default) or Graphviz DOT (`digraph`), its transitions labelled, its groups (parallel,
 with_items, subworkflow calls with the child's tasks) as subgraphs
-(language/graph_render.py). Exit 0; 2 when REF is unknown or invalid (each problem as
+(dag_factory/graph_render.py). Exit 0; 2 when REF is unknown or invalid (each problem as
 `FILE:LINE:COL: error: MESSAGE` on standard error) or for a usage or settings error.
 Imports no Airflow: a rendering of the language, as `validate` is.
 """
@@ -98,7 +98,7 @@ def plan_of(ref: str, packs: list[str]) -> WorkflowPlan:
 
 def graph_main(args: argparse.Namespace) -> int:
     """The `graph` subparser's namespace (ref, packs, format) -> exit code."""
-    from attune_provider.language.graph_render import render
+    from attune_provider.dag_factory.graph_render import render
 
     try:
         plan = plan_of(args.ref, args.packs or [])

@@ -19,10 +19,10 @@ from airflow.sdk.definitions.param import NOTSET
 from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 
 from attune_provider import settings
+from attune_provider.dag_factory.graph_render import airflow_edge_labels
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.catalog import RuleEntry
 from attune_provider.language.definition import definition_digest
-from attune_provider.language.graph_render import airflow_edge_labels
 from attune_provider.language.models import AssetSchedule, Rule, Task, Workflow
 from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
 from attune_provider.language.plan import WorkflowPlan, attempt_group
