@@ -1,6 +1,6 @@
 """`python -m benchmarks.sources [--workflows N] [--runs R] [--json OUT] [--profile]`: workflow sources.
 
-Measures what an http workflow source (LANGUAGE.md section 9) costs the DAG file against
+Measures what an http workflow source (docs/sources.md) costs the DAG file against
 the same packs read from a directory, with a warm parse cache. Target of the issue: "with a
 warm cache, loading 500 workflows from an http source costs at most 1.1x the same packs
 from a directory".

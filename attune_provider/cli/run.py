@@ -79,7 +79,7 @@ def parse_params(values: Sequence[str]) -> dict[str, str]:
 
 
 def typed_params(plan: WorkflowPlan, texts: Mapping[str, str]) -> dict[str, Any]:
-    """Each `-p` text read by the declared type of its parameter (LANGUAGE.md section 6)."""
+    """Each `-p` text read by the declared type of its parameter (docs/cli.md)."""
     declared = plan.workflow.parameters
     return {name: value_from_text(text, declared.get(name)) for name, text in texts.items()}
 

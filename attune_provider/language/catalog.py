@@ -41,7 +41,7 @@ class PackEntry:
         self.directory = directory
         self.display = display
         self.meta = meta
-        self.source = source  # the workflow source it came from (LANGUAGE.md section 9)
+        self.source = source  # the workflow source it came from (docs/sources.md)
         self.paused = paused  # its source marks it paused: its workflows' DAGs are paused
         self.config_schema: dict[str, Any] | None = None
         self.config_location: Location | None = None

@@ -186,7 +186,7 @@ DEFAULT_SECRET_NAMESPACE = "main"
 
 
 class SecretDeclaration(Node):
-    """One secret a confidential workflow may read (LANGUAGE.md section 10)."""
+    """One secret a confidential workflow may read (docs/confidential.md)."""
 
     key: str
     namespace: str = DEFAULT_SECRET_NAMESPACE

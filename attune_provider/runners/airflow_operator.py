@@ -1,4 +1,4 @@
-"""`airflow`: an action backed by any Airflow operator (LANGUAGE.md section 8, docs/runners.md).
+"""`airflow`: an action backed by any Airflow operator (docs/runners.md).
 
 The action's `operator` is the dotted path of a `BaseOperator` subclass. Inside the Attune
 task the runner builds it, `task_id` = the Attune task's name and the validated input as

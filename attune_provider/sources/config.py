@@ -1,6 +1,6 @@
 """`[attune] sources` / `ATTUNE_SOURCES`: the workflow sources besides the packs path.
 
-A JSON list of at most five sources (LANGUAGE.md section 9). Anything wrong with it is a
+A JSON list of at most five sources (docs/sources.md). Anything wrong with it is a
 `SourceConfigError` whose message says which entry and why; the caller reports it as an
 import error and still loads the packs path (source `local`).
 """

@@ -1,4 +1,4 @@
-"""A source's `status: paused` applied to DAGs that exist already (LANGUAGE.md section 9).
+"""A source's `status: paused` applied to DAGs that exist already (docs/sources.md).
 
 A new DAG takes its pause state from `is_paused_upon_creation` (compiler.py). Airflow
 never applies that to a DAG it knows, and a DAG file's parse may not touch Airflow's

@@ -1,6 +1,6 @@
 """Every configured source resolved to the pack directories it serves now.
 
-Each source is reconciled on its own (LANGUAGE.md section 9): an http source is fetched
+Each source is reconciled on its own (docs/sources.md): an http source is fetched
 when its `refresh_seconds` have passed since the last try, and a fetch that fails for
 any reason leaves the source serving its last known good packs, with a warning that
 names the source, the reason and the age of what it serves. No source's failure changes

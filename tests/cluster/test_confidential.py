@@ -1,4 +1,4 @@
-"""Confidential workflows on the cluster (LANGUAGE.md section 10, docs/confidential.md).
+"""Confidential workflows on the cluster (docs/confidential.md).
 
 `scripts/cluster.sh` starts, beside the shared Celery workers worker-1..N (queue `default`),
 the worker `worker-confidential` (celery hostname `wc@%h`) that consumes the queue

@@ -1,4 +1,4 @@
-"""Worker pools (shards, LANGUAGE.md section 11, docs/shards.md): a lost pool on a cluster.
+"""Worker pools (shards, docs/shards.md): a lost pool on a cluster.
 
 A cluster of its own (`scripts/cluster.sh` with ATTUNE_CLUSTER_SHARDS=3: every process has
 `[attune] shards = 3` and a short `shard_timeout`; shared worker K consumes the queue

@@ -1,4 +1,4 @@
-"""Confidential workflows run through Airflow (LANGUAGE.md section 10, docs/confidential.md).
+"""Confidential workflows run through Airflow (docs/confidential.md).
 
 Declared secrets reach the run as `secrets.<key>` and nothing else does; nothing of the run
 is left in clear in the metadata database (XComs sealed with the Fernet key, no rendered

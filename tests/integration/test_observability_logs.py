@@ -1,4 +1,4 @@
-"""The audit lines of LANGUAGE.md section 12 in the task logs (docs/observability.md).
+"""The audit lines of docs/observability.md in the task logs.
 
 Under `dag.test()` no task log file is written: the task loggers (structlog) print each
 record to standard output, `<time> [<level>] <message> [<logger>] loc=...`; the messages

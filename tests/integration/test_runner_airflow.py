@@ -1,4 +1,4 @@
-"""`runner_type: airflow` (LANGUAGE.md section 8) through Airflow: real operators of the
+"""`runner_type: airflow` (docs/runners.md) through Airflow: real operators of the
 standard, HTTP and common-SQL providers run inside Attune tasks, against a shell, an HTTP
 server on 127.0.0.1 (started here) and a SQLite database file."""
 

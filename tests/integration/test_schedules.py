@@ -1,4 +1,4 @@
-"""Schedules, assets and rules (LANGUAGE.md section 7) through Airflow.
+"""Schedules, assets and rules (docs/scheduling.md) through Airflow.
 
 A rule's DAG run starts its workflow's run with the rendered parameters (Airflow's
 TriggerDagRunOperator under `dag.test()`), and a workflow that `produces` an asset queues

@@ -1,5 +1,5 @@
 """Static checks of when workflows run: a workflow's `schedule` and `produces`, and pack
-rules (`rules/<name>.yaml`, LANGUAGE.md section 7). No Airflow: cron expressions are
+rules (`rules/<name>.yaml`, docs/scheduling.md). No Airflow: cron expressions are
 parsed with croniter, as Airflow's cron timetables parse them.
 """
 

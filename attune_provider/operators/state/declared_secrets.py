@@ -6,7 +6,7 @@ it, and masked at once. Reading a key the workflow did not declare, or any
 `attune_secret__` Variable through `kv`, fails the task with a message that names the key
 and never a value. A workflow that declares secrets, or runs in a confidential run (a
 plain subworkflow of a confidential one too), cannot use `kv.get_secret` at all: its
-secrets are the ones it declares (LANGUAGE.md section 10).
+secrets are the ones it declares (docs/confidential.md).
 """
 
 from __future__ import annotations

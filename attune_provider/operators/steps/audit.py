@@ -1,4 +1,4 @@
-"""The audit trail and metrics of a run (docs/observability.md, LANGUAGE.md section 12).
+"""The audit trail and metrics of a run (docs/observability.md).
 
 Every line is written to the task's own log (`log`, the operator's logger), in exactly the
 form tools parse; published variables appear by name, never by value. Metrics go through

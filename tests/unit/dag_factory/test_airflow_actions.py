@@ -1,4 +1,4 @@
-"""Actions backed by an Airflow operator (LANGUAGE.md section 8), before any run: the
+"""Actions backed by an Airflow operator (docs/runners.md), before any run: the
 static checks of `operator` at their lines, and the compile-time checks of the class (it
 imports, is a BaseOperator, takes every declared parameter) that leave out only the
 workflows calling a broken action."""

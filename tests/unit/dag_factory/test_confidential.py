@@ -1,4 +1,4 @@
-"""Confidential workflows (LANGUAGE.md section 10), the parts built so far: `attributes`
+"""Confidential workflows (docs/confidential.md), the parts built so far: `attributes`
 checked strictly at its lines, and every task of a confidential run routed to the
 isolated queue or executor, or the workflow not loaded at all."""
 

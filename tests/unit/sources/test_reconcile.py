@@ -1,5 +1,5 @@
 """Workflow sources against a real registry on 127.0.0.1: fetch, retry, verify, and keep
-serving the last known good packs through every kind of failure (LANGUAGE.md section 9)."""
+serving the last known good packs through every kind of failure (docs/sources.md)."""
 
 from __future__ import annotations
 
