@@ -390,4 +390,5 @@ def build_dag(plan: WorkflowPlan) -> DAG:
         auto_register=False,
     )
     _Builder(dag).workflow(plan, None)
+    plan.forget_derived()
     return dag

@@ -50,6 +50,7 @@ import jinja2
 import pydantic
 import yaml
 
+from attune_provider.language.models import DeferredSource, Node, nodes
 from attune_provider.language.source import LoadedYaml, Problem, load_yaml_text
 from attune_provider.settings import airflow_home, airflow_option
 
@@ -180,6 +181,42 @@ class Parsed(NamedTuple):
     value: Any
     problems: list[Problem]
     digest: str  # SHA-256 of the bytes parsed ("" when the file could not be read)
+
+
+_DEFERRED = "attune-model/deferred-sources"
+
+
+def _to_entry(value: Any) -> Any:
+    """What a file entry stores of a loaded value: a model as two pickles, the model
+    without its YAML positions and the positions (a `DeferredSource` each when read back)."""
+    if not isinstance(value, Node):
+        return value
+    models = list(nodes(value))
+    sources = [model._source for model in models]
+    for model in models:
+        model._source = None
+    try:
+        return (_DEFERRED, pickle.dumps(value, _PROTOCOL), pickle.dumps(sources, _PROTOCOL))
+    finally:
+        for model, source in zip(models, sources, strict=True):
+            model._source = source
+
+
+def _from_entry(stored: Any) -> Any:
+    """The value of a file entry: a model with its positions read only when first asked for."""
+    if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == _DEFERRED):
+        return stored
+    model = pickle.loads(stored[1])
+    blob, loaded = stored[2], []
+
+    def sources() -> list[Any]:
+        if not loaded:
+            loaded.append(pickle.loads(blob))
+        return loaded[0]
+
+    for index, node in enumerate(nodes(model)):
+        node._source = DeferredSource(sources, index)
+    return model
 
 
 class FileCache:
@@ -323,14 +360,14 @@ class FileCache:
         if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == (len(raw), digest):
             self.hits += 1
             self._used[name] = entry
-            return Parsed(entry[1], entry[2], digest)
+            return Parsed(_from_entry(entry[1]), entry[2], digest)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             return None
         self.misses += 1
         value, problems = parse(load_yaml_text(text, display, max_bytes))
-        entry = ((len(raw), digest), value, problems)
+        entry = ((len(raw), digest), _to_entry(value), problems)
         self._used[name] = entry
         if self._bundle is None:
             self._write(entry_path, entry)

@@ -83,7 +83,7 @@ class Catalog:
 
     __slots__ = (
         "packs", "actions", "workflows", "rules", "problems", "source_problems", "max_file_bytes", "cache",
-        "digests",
+        "digests", "planned",
     )
 
     def __init__(self, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, cache: Any = None) -> None:
@@ -96,6 +96,7 @@ class Catalog:
         self.max_file_bytes = max_file_bytes
         self.cache = cache  # the loader's FileCache (dag_factory/file_cache.py), None when off
         self.digests: dict[str, str] = {}  # display -> SHA-256 (when cached)
+        self.planned: dict[str, Any] = {}  # action ref -> its ActionPlan, shared by every task calling it
 
     def add_problem(self, location: Location, message: str, severity: Severity = Severity.ERROR) -> None:
         self.problems.append(Problem(location, message, severity))

@@ -9,7 +9,7 @@ evaluate every field's annotation from its text, about a millisecond more per im
 """
 
 import re
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -49,16 +49,46 @@ class Node(BaseModel):
 
     @property
     def source(self) -> Any:
-        return self._source
+        source = self._source
+        if isinstance(source, DeferredSource):
+            source = self._source = source.resolve()
+        return source
 
     def loc(self, *path: Hashable) -> Location:
         """Where the value at `path` below this node is written (or this node itself)."""
-        fallback = getattr(self._source, "loc", Location("<unknown>"))
-        return locate(self._source, list(path), fallback)
+        source = self.source
+        return locate(source, list(path), getattr(source, "loc", Location("<unknown>")))
 
     def key_loc(self, key: str) -> Location:
         """Where the key `key` of this node is written."""
-        return key_location(self._source, key, self.loc())
+        return key_location(self.source, key, self.loc())
+
+
+class DeferredSource:
+    """A model's YAML source not read yet: the parse cache stores the positions of a file's
+    models apart from the models and reads them only when something asks for a position
+    (validation, when its report is not cached), since they are most of what a model
+    weighs and a warm parse never needs them (docs/performance.md)."""
+
+    __slots__ = ("sources", "index")
+
+    def __init__(self, sources: Callable[[], list[Any]], index: int) -> None:
+        self.sources, self.index = sources, index
+
+    def resolve(self) -> Any:
+        return self.sources()[self.index]
+
+
+def nodes(node: Node) -> Iterator[Node]:
+    """`node` and every model inside it (fields, and tuples of models), in a fixed order."""
+    yield node
+    for value in node.__dict__.values():
+        if isinstance(value, Node):
+            yield from nodes(value)
+        elif isinstance(value, tuple):
+            for item in value:
+                if isinstance(item, Node):
+                    yield from nodes(item)
 
 
 class ItemError(ValueError):
@@ -322,14 +352,21 @@ class Pack(Node):
         return value
 
 
+_SHARED_FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
+_RELEASED_PRIVATE: dict[str, Any] = {"_source": None}
+
+
 def release_sources(node: Node) -> None:
     """Drop the YAML source of `node` and of the models inside it: a validated model's
-    errors have all been reported, and its positions are most of its memory."""
-    node._source = None
-    for value in node.__dict__.values():
-        if isinstance(value, Node):
-            release_sources(value)
-        elif isinstance(value, tuple):
-            for item in value:
-                if isinstance(item, Node):
-                    release_sources(item)
+    errors have all been reported, and its positions are most of its memory.
+
+    Each model then shares its private attributes (`_source` None, never set again on a
+    validated model) and its set of given fields (read, never changed: frozen models) with
+    every model like it: per model those were two small containers larger than its fields,
+    about half the memory a compiled workflow keeps (docs/performance.md).
+    """
+    for model in nodes(node):
+        fields_set = frozenset(model.__pydantic_fields_set__)
+        shared = _SHARED_FIELDS_SETS.setdefault(fields_set, fields_set)
+        object.__setattr__(model, "__pydantic_fields_set__", shared)
+        object.__setattr__(model, "__pydantic_private__", _RELEASED_PRIVATE)

@@ -96,6 +96,17 @@ class WorkflowPlan:
 
     __repr__ = __str__
 
+    def forget_derived(self) -> None:
+        """Drop what the cached properties computed (the routing graph, the task index...):
+        compiling needed them; a task that runs computes them again, and a DAG processor
+        holding thousands of DAGs keeps none of them (docs/performance.md)."""
+        for name, attribute in type(self).__dict__.items():
+            if isinstance(attribute, cached_property):
+                self.__dict__.pop(name, None)
+        for plans in (list(self.children.values()), *self.attempts.values()):
+            for plan in plans:
+                plan.forget_derived()
+
     def calls_workflow(self, name: str) -> bool:
         """Whether task `name` runs a subworkflow (once, or once per item with `with_items`)."""
         action = self.actions.get(name)
@@ -271,6 +282,14 @@ class WorkflowPlan:
 
 
 def _action_plan(ref: str, catalog: Catalog) -> ActionPlan | None:
+    """How task calls to `ref` run; one plan per action of a catalog, however many tasks
+    call it (its input schema is most of a task's memory otherwise)."""
+    if ref not in catalog.planned:
+        catalog.planned[ref] = _plan_action(ref, catalog)
+    return catalog.planned[ref]
+
+
+def _plan_action(ref: str, catalog: Catalog) -> ActionPlan | None:
     entry = catalog.actions.get(ref)
     if entry is not None:
         action = entry.action
