@@ -1,45 +1,123 @@
-"""`attune-airflow init-dags DIR`: install the two DAG files from the installed package.
+"""`attune-airflow init-dags DIR [--parts K]`: install the DAG files from the installed package.
 
 A team that installs the wheel has no clone to copy `dags/` from: the files ship inside
 the package (`attune_provider/airflow_dags/`), and this command writes them into the
 DAGs folder. An existing file with other content is left alone unless `--force`.
+
+With `--parts K` the workflows are split over K DAG files (`attune_dags_<i>_of_<K>.py`,
+dag_factory/parts.py) that Airflow's DAG processor parses in parallel; the Attune DAG files
+of another split in DIR are removed, since they would define the same DAGs again.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib import resources
 from pathlib import Path
 
-DAG_FILES = ("attune_dags.py", "attune_errors.py")
+from attune_provider.dag_factory.parts import MAX_PARTS
+
+WHOLE_FILE, ERRORS_FILE = "attune_dags.py", "attune_errors.py"
+DAG_FILES = (WHOLE_FILE, ERRORS_FILE)
+PART_FILE = re.compile(r"attune_dags_(\d+)_of_(\d+)\.py")
 EXIT_OK, EXIT_FAILED = 0, 1
+
+PART_TEMPLATE = '''"""Airflow DAG file: part {i} of {k} of the valid Attune workflows on the packs path.
+
+Written by `attune-airflow init-dags --parts {k}`: the workflows are split over {k} DAG files
+so that Airflow's DAG processor parses them in parallel (docs/scale.md). Broken workflows
+are left out; their problems are the import error of attune_errors.py, installed beside it.
+"""
+
+from attune_provider.dag_factory.factory import dags_for_airflow
+
+globals().update(dags_for_airflow(part={i}, parts={k}))
+'''
 
 
 EPILOG = """\
-example:
+examples:
   attune-airflow init-dags "$AIRFLOW_HOME/dags"
+  attune-airflow init-dags "$AIRFLOW_HOME/dags" --parts 8   # thousands of workflows
 
 exit codes:
-  0  both files are in DIR (written, or already there with the same content)
+  0  the files are in DIR (written, or already there with the same content)
   1  DIR cannot be used, or a file of the same name has other content (see --force)
-  2  a usage error (no DIR, an unknown option)
+  2  a usage error (no DIR, an unknown option, --parts out of range)
 
 environment: none read (give the DAGs folder as DIR).
 """
 
 
+def _parts(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= MAX_PARTS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_PARTS}, got {text!r}")
+    return value
+
+
 def add_init_dags_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     init = commands.add_parser(
         "init-dags",
-        help="write the two DAG files into an Airflow DAGs folder",
-        description="Write attune_dags.py and attune_errors.py, shipped in the package, into DIR.",
+        help="write the DAG files into an Airflow DAGs folder",
+        description="Write the Attune DAG files, shipped in the package, into DIR.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     init.add_argument("directory", metavar="DIR", help="the DAGs folder (e.g. $AIRFLOW_HOME/dags)")
-    init.add_argument("--force", action="store_true", help="replace files of the same name")
+    init.add_argument("--force", action="store_true", help="replace (or remove) files of the same name")
+    init.add_argument(
+        "--parts",
+        type=_parts,
+        default=1,
+        metavar="K",
+        help="split the workflows over K DAG files parsed in parallel (default 1: one attune_dags.py)",
+    )
     init.set_defaults(handler=init_dags_main)
+
+
+def _ours(name: str) -> str | None:
+    """The content this command writes under `name` (None: not a name of its)."""
+    if name in DAG_FILES:
+        return (resources.files("attune_provider") / "airflow_dags" / name).read_text(encoding="utf-8")
+    match = PART_FILE.fullmatch(name)
+    return PART_TEMPLATE.format(i=match[1], k=match[2]) if match else None
+
+
+def _wanted(parts: int) -> list[str]:
+    if parts == 1:
+        return list(DAG_FILES)
+    return [*(f"attune_dags_{i}_of_{parts}.py" for i in range(1, parts + 1)), ERRORS_FILE]
+
+
+def _write(path: Path, force: bool) -> bool:
+    content = _ours(path.name) or ""
+    if path.exists() and path.read_text(encoding="utf-8") != content and not force:
+        print(f"error: {path} exists with other content (use --force to replace it)", file=sys.stderr)
+        return False
+    path.write_text(content, encoding="utf-8")
+    print(f"wrote {path}")
+    return True
+
+
+def _remove_other_split(target: Path, wanted: list[str], force: bool) -> bool:
+    """Remove the Attune DAG files of another split: they would load every DAG twice."""
+    ok = True
+    for path in sorted(target.glob("attune_dags*.py")):
+        if path.name in wanted or _ours(path.name) is None:
+            continue
+        if path.read_text(encoding="utf-8") != _ours(path.name) and not force:
+            print(
+                f"error: {path} would load the workflows a second time: remove it (or use --force)",
+                file=sys.stderr,
+            )
+            ok = False
+            continue
+        path.unlink()
+        print(f"removed {path}")
+    return ok
 
 
 def init_dags_main(args: argparse.Namespace) -> int:
@@ -49,15 +127,7 @@ def init_dags_main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot use {target} as the DAGs folder: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
-    shipped = resources.files("attune_provider") / "airflow_dags"
-    status = EXIT_OK
-    for name in DAG_FILES:
-        content = (shipped / name).read_text(encoding="utf-8")
-        path = target / name
-        if path.exists() and path.read_text(encoding="utf-8") != content and not args.force:
-            print(f"error: {path} exists with other content (use --force to replace it)", file=sys.stderr)
-            status = EXIT_FAILED
-            continue
-        path.write_text(content, encoding="utf-8")
-        print(f"wrote {path}")
-    return status
+    wanted = _wanted(args.parts)
+    written = [_write(target / name, args.force) for name in wanted]
+    removed = _remove_other_split(target, wanted, args.force)
+    return EXIT_OK if all(written) and removed else EXIT_FAILED

@@ -50,7 +50,7 @@ def _called_refs(workflow: Workflow) -> list[str]:
     return refs
 
 
-class _Closure:
+class Closure:
     """Loads one workflow and, transitively, what it calls: packs by directory name
     (`<root>/<pack ref>/pack.yaml`), actions and workflows by file name
     (`actions/<name>.yaml`, `workflows/<name>.yaml`), each time falling back to a scan in
@@ -76,7 +76,7 @@ class _Closure:
                 yield root / ref, display_path(root / ref)
         yield from pack_directories(source.paths, with_core=local)
 
-    def _probe(self, directory: Path, display: str) -> tuple[Path, str, Pack | None, list[Problem]]:
+    def probe(self, directory: Path, display: str) -> tuple[Path, str, Pack | None, list[Problem]]:
         resolved = directory.resolve()
         if resolved not in self.probed:
             meta_display = f"{display}/pack.yaml"
@@ -96,7 +96,7 @@ class _Closure:
 
     def _pack_in(self, source: SourcePacks, ref: str) -> PackEntry | None:
         for candidate in self._candidates(source, ref):
-            directory, display, meta, problems = self._probe(*candidate)
+            directory, display, meta, problems = self.probe(*candidate)
             if meta is not None and meta.ref == ref:
                 self.catalog.problems.extend(problems)
                 entry = PackEntry(directory, display, meta, source.name, ref in source.paused)
@@ -137,6 +137,27 @@ class _Closure:
             if declared == ref:
                 return pack, model, path, display
         return None
+
+    def file_entry(self, pack: PackEntry, path: Path, folder: str, cls: type[Any]) -> Any:
+        """The workflow or rule entry that file `path` of `pack` defines (a DAG file part
+        reads its files so); None when the file has errors or its ref is taken already."""
+        display = f"{pack.display}/{folder}/{path.name}"
+        model, problems = self._parsed(path, display, cls)
+        if path not in self.reported:
+            self.reported.add(path)
+            self.catalog.problems.extend(problems)
+        ref = declared_ref(model, pack)
+        if ref is None:
+            return None
+        if ref != f"{pack.ref}.{path.stem}":  # named otherwise: it counts where a lookup finds it
+            found = self._find(ref, folder, cls)
+            if found is None or found[2] != path:
+                return None
+        known: dict[str, Any] = self.catalog.workflows if cls is Workflow else self.catalog.rules
+        if ref not in known:
+            make = WorkflowEntry if cls is Workflow else RuleEntry
+            known[ref] = make(ref, pack, model, path, display)
+        return known[ref] if known[ref].file == path else None
 
     def workflow(self, ref: str) -> WorkflowEntry | None:
         return self._entry(ref, "workflows", Workflow, self.catalog.workflows, WorkflowEntry)
@@ -188,7 +209,7 @@ def load_workflow_closure(
     found by the naming convention wins here.
     """
     catalog = Catalog(max_file_bytes=max_file_bytes, cache=cache)
-    closure = _Closure(catalog, all_sources(packs_paths, sources))
+    closure = Closure(catalog, all_sources(packs_paths, sources))
     entry = closure.workflow(ref)
     if entry is None:  # a rule's DAG: the rule, and the workflow it starts (its parameters)
         rule = closure.rule(ref)

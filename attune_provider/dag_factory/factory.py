@@ -34,14 +34,16 @@ from typing import Any, NamedTuple
 from airflow.sdk import DAG
 
 from attune_provider import settings
+from attune_provider.dag_factory.building import compile_workflows, usable_rules
 from attune_provider.dag_factory.closure import load_workflow_closure
 from attune_provider.dag_factory.file_cache import FileCache
 from attune_provider.dag_factory.integrity import publish_definitions
 from attune_provider.dag_factory.loader import all_sources, load_catalog
+from attune_provider.dag_factory.parts import WHOLE, Part, load_part
 from attune_provider.dag_factory.validation.cached import Findings, validate_cached, validation_key
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.catalog import LOCAL_SOURCE, Catalog
-from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Location, Problem
+from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Problem
 from attune_provider.sources import metrics
 from attune_provider.sources.pause_sync import sync_paused
 from attune_provider.sources.reconcile import Resolved, resolve_configured
@@ -121,55 +123,6 @@ class _Configured:
 CONFIGURED: Any = _Configured()
 
 
-def _compile(
-    catalog: Catalog, refs: Sequence[str], rules: Sequence[str] = ()
-) -> tuple[dict[str, DAG], dict[str, list[Problem]]]:
-    """DAGs of the given (valid) workflows and rules, and the problem of each one that
-    failed to compile."""
-    from attune_provider.dag_factory.compiler import build_dag, build_rule_dag
-    from attune_provider.language.parameters import parameters_schema
-    from attune_provider.language.plan import build_plan
-
-    catalog.release_sources()  # validated: the DAGs need no YAML positions
-    dags: dict[str, DAG] = {}
-    failed: dict[str, list[Problem]] = {}
-    for ref in refs:
-        entry = catalog.workflows[ref]
-        try:
-            dags[ref] = build_dag(build_plan(entry, catalog))
-        except Exception as exc:  # noqa: BLE001 - one workflow must not take the others down
-            log.exception("could not compile workflow %s", ref)
-            failed[ref] = [Problem(Location(entry.display), f"could not compile: {exc}")]
-    for ref in rules:
-        rule = catalog.rules[ref]
-        target = rule.rule.action.ref
-        if target in failed:
-            message = f"could not compile: workflow '{target}' could not be compiled: this rule is left out"
-            failed[ref] = [Problem(Location(rule.display), message)]
-            continue
-        if target not in catalog.workflows:
-            continue
-        try:
-            dags[ref] = build_rule_dag(rule, parameters_schema(catalog.workflows[target].workflow.parameters))
-        except Exception as exc:  # noqa: BLE001 - one rule must not take the others down
-            log.exception("could not compile rule %s", ref)
-            failed[ref] = [Problem(Location(rule.display), f"could not compile: {exc}")]
-    return dags, failed
-
-
-def _usable_rules(catalog: Catalog, report: Findings) -> list[str]:
-    """The enabled rules with no error in their file whose workflow is valid (validation
-    reports a rule of a broken workflow as an error of the rule's file)."""
-    broken_files = {p.location.file for p in report.problems if p.is_error}
-    return sorted(
-        ref
-        for ref, entry in catalog.rules.items()
-        if entry.rule.enabled
-        and entry.display not in broken_files
-        and entry.rule.action.ref not in report.invalid_workflows
-    )
-
-
 def _batch(cache: FileCache | None, scope: str) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext() if cache is None else cache.batch(scope)
 
@@ -202,15 +155,15 @@ def _task_time_dags(
         return {}
     report = validate_cached(catalog, max_depth, cache, scope)
     if ref in catalog.rules:
-        usable = _usable_rules(catalog, report)
+        usable = usable_rules(catalog, report)
         if ref not in usable:
             log.error("Attune rule %s is disabled or has errors: `attune-airflow validate` shows them", ref)
-        return {name: dag for name, dag in _compile(catalog, [], usable)[0].items() if name == ref}
+        return {name: dag for name, dag in compile_workflows(catalog, [], usable)[0].items() if name == ref}
     if ref in report.invalid_workflows:
         for problem in report.invalid_workflows[ref]:
             log.error("%s", problem.format())
         return {}
-    return _compile(catalog, [ref])[0]
+    return compile_workflows(catalog, [ref])[0]
 
 
 class _CompileCheck:
@@ -237,13 +190,15 @@ def load_packs(
     cache: FileCache | None = CONFIGURED,
     want_dags: bool = True,
     sources: Resolved = NO_SOURCES,
+    part: Part = WHOLE,
 ) -> Loaded:
     """The DAGs of the valid workflows and the problems of the others.
 
     When Airflow parses the DAG file to run a task, only that task's DAG is built. With
     `want_dags=False` (the errors file) no DAG is kept, and workflows are compiled only
     when no compile of the same inputs is recorded in the cache. `sources` are the
-    workflow sources besides the packs path, resolved (sources/reconcile.py).
+    workflow sources besides the packs path, resolved (sources/reconcile.py). A `part` of
+    several builds only the workflows of its files (parts.py).
     """
     if cache is CONFIGURED:
         cache = FileCache.open()
@@ -253,6 +208,8 @@ def load_packs(
         only = _parsing_dag_id() if want_dags else None
         if only:
             return Loaded(_task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache, sources), None)
+        if part.count > 1 and want_dags:
+            return _load_part(packs_paths, part, max_depth, max_file_bytes, cache, sources)
         return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags, sources)
     finally:
         if collecting:
@@ -278,7 +235,7 @@ def _load_all(
     failed = None if want_dags else check.recorded()
     dags: dict[str, DAG] = {}
     if failed is None:
-        dags, failed = _compile(catalog, valid, _usable_rules(catalog, report))
+        dags, failed = compile_workflows(catalog, valid, usable_rules(catalog, report))
         check.record(failed)
     errors = [p for p in report.problems if p.is_error]
     broken = sorted({*report.invalid_workflows, *failed})
@@ -291,6 +248,32 @@ def _load_all(
     invalid = {**report.invalid_workflows, **failed}
     extra = [p for ref in broken for p in invalid[ref] if p not in errors]
     return Loaded(dags if want_dags else {}, _message([*errors, *extra], broken, catalog, notices))
+
+
+def _load_part(
+    packs_paths: Sequence[Path],
+    part: Part,
+    max_depth: int,
+    max_file_bytes: int,
+    cache: FileCache | None,
+    sources: Resolved,
+) -> Loaded:
+    """The DAGs of one part's valid workflows and rules; its problems are only logged (the
+    errors file reports every pack's)."""
+    scope = _scope(f"part:{part.number}/{part.count}", packs_paths, sources)
+    with _batch(cache, scope):
+        loaded = load_part(packs_paths, part, max_file_bytes, cache=cache, sources=sources.sources)
+    report = validate_cached(loaded.catalog, max_depth, cache, scope)
+    valid = [ref for ref in loaded.workflows if ref not in report.invalid_workflows]
+    rules = [ref for ref in usable_rules(loaded.catalog, report) if ref in loaded.rules]
+    dags, failed = compile_workflows(loaded.catalog, valid, rules)
+    invalid = {**report.invalid_workflows, **failed}
+    problems = [p for ref in sorted(invalid) if ref in loaded.workflows for p in invalid[ref]]
+    left_out = sorted({*failed, *(ref for ref in report.invalid_workflows if ref in loaded.workflows)})
+    if not left_out:
+        return Loaded(dags, None)
+    message = f"Attune part {part.number} of {part.count}: workflows left out: {', '.join(left_out)}"
+    return Loaded(dags, "\n".join([message, *(p.format() for p in problems)]))
 
 
 def _pause_states(catalog: Catalog, broken: Sequence[str]) -> dict[str, bool]:
@@ -327,7 +310,7 @@ def _settings() -> tuple[list[Path], int, int]:
     return settings.packs_paths(), settings.max_depth(), settings.max_file_bytes()
 
 
-def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool) -> Loaded:
+def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool, part: Part = WHOLE) -> Loaded:
     """`load_packs` with the configured settings; never raises: a failure is the problem."""
     try:
         paths, max_depth, max_file_bytes = _settings()
@@ -339,16 +322,24 @@ def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool) -> Lo
         task_time = want_dags and _parsing_dag_id() is not None
         sources = resolve_configured(max_file_bytes, may_fetch=not task_time)
         return load_packs(
-            paths, max_depth, max_file_bytes=max_file_bytes, want_dags=want_dags, sources=sources
+            paths, max_depth, max_file_bytes=max_file_bytes, want_dags=want_dags, sources=sources, part=part
         )
     except Exception:  # noqa: BLE001 - report, never take the DAG file down
         return Loaded({}, "Attune could not load its packs:\n" + traceback.format_exc())
 
 
-def dags_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, DAG]:
-    """What `dags/attune_dags.py` puts into its globals: the valid workflows' DAGs. Never
-    raises, and never an import error of that file (it would hide every DAG of it)."""
-    loaded = _load_for_airflow(packs_paths, want_dags=True)
+def dags_for_airflow(
+    packs_paths: Sequence[Path] | None = None, *, part: int = 1, parts: int = 1
+) -> dict[str, DAG]:
+    """What `dags/attune_dags.py` puts into its globals: the valid workflows' DAGs (of
+    part `part` of `parts`: `attune-airflow init-dags --parts`). Never raises, and never an
+    import error of that file (it would hide every DAG of it)."""
+    try:
+        which = Part(part, parts).check()
+    except ValueError as exc:
+        log.error("Attune DAG file: %s; no DAG is loaded from it", exc)
+        return {}
+    loaded = _load_for_airflow(packs_paths, want_dags=True, part=which)
     publish_definitions(loaded.dags)
     if loaded.problems:
         log.error("%s\n(Airflow shows these as the import error of %s)", loaded.problems, ERRORS_FILE)

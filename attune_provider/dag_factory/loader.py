@@ -139,7 +139,7 @@ def load_config_schema(catalog: Catalog, entry: PackEntry) -> None:
 def _load_folder(catalog: Catalog, pack: PackEntry, folder: str, cls: type[Any]) -> list[tuple[Path, Any]]:
     """The models of one folder of a pack (those that parsed) in the order their claims to a
     ref count: a file named after what it declares (`workflows/<name>.yaml`) first, then
-    the others in scan order. A task's parse looks a ref up the same way (`_Closure`), so
+    the others in scan order. A task's parse looks a ref up the same way (`Closure`), so
     both agree on which of two definitions of a ref is the one."""
     found = []
     for path in _unreadable(pack.directory / folder):
@@ -150,9 +150,7 @@ def _load_folder(catalog: Catalog, pack: PackEntry, folder: str, cls: type[Any])
         model = _load_model(catalog, cls, path, f"{pack.display}/{folder}/{path.name}")
         if model is not None:
             found.append((path, model))
-    named = [
-        (path, model) for path, model in found if declared_ref(model, pack) == f"{pack.ref}.{path.stem}"
-    ]
+    named = [(path, model) for path, model in found if declared_ref(model, pack) == f"{pack.ref}.{path.stem}"]
     return named + [item for item in found if item not in named]
 
 
@@ -227,7 +225,7 @@ def _packs_in_order(
 ) -> list[tuple[Path, tuple[str, Pack]]]:
     """Pack directories in the order their claims to a ref count: a directory named after
     its ref (or a packs-path entry that is itself a pack) first, as a task's parse looks
-    packs up (`_Closure`), then the others in scan order."""
+    packs up (`Closure`), then the others in scan order."""
     first = [item for item in found if item[0].resolve() in roots or item[0].name == item[1][1].ref]
     return first + [item for item in found if item not in first]
 

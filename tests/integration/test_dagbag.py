@@ -192,3 +192,37 @@ def test_the_errors_file_reuses_the_compile_the_dag_file_recorded(
     message = factory.errors_for_airflow()[factory.BROKEN_DAG_ID].attune_message
     assert "workflows left out: p.odd, q.ok" not in message  # p.odd compiles now: only q.ok is refused
     assert "workflows left out: q.ok" in message and "refused q.ok" in message
+
+
+def test_dag_file_parts_load_every_dag_and_a_worker_runs_one_from_its_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: None
+) -> None:
+    """`init-dags --parts 3`: the good workflows spread over the part files, the broken one
+    is still the errors file's import error, and a worker's parse of the part file that
+    holds a DAG (Airflow's parsing context) gives that DAG, which runs."""
+    from airflow.sdk.definitions._internal.dag_parsing_context import _airflow_parsing_context_manager
+
+    from attune_provider.cli import main
+
+    dags = tmp_path / "dags"
+    assert main(["init-dags", str(dags), "--parts", "3"]) == 0
+    packs = tmp_path / "packs"
+    write_pack(
+        packs, "good", {f"workflows/w{i}.yaml": GOOD.replace("good.hello", f"good.w{i}") for i in range(8)}
+    )
+    write_pack(packs, "bad", {"workflows/w.yaml": "ref: bad.w\ntasks: [\n"})
+    monkeypatch.setenv("ATTUNE_PACKS_PATH", str(packs))
+    monkeypatch.setenv("ATTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    dagbag = DagBag(dag_folder=str(dags), bundle_path=dags)
+    assert sorted(dagbag.dags) == [f"good.w{i}" for i in range(8)]
+    assert list(dagbag.import_errors) == ["attune_errors.py"]
+    assert "packs/bad/workflows/w.yaml" in dagbag.import_errors["attune_errors.py"]
+    files = {Path(dag.fileloc).name for dag in dagbag.dags.values()}
+    assert len(files) > 1 and files <= {f"attune_dags_{i}_of_3.py" for i in (1, 2, 3)}
+    home = Path(dagbag.dags["good.w5"].fileloc)
+    with _airflow_parsing_context_manager(dag_id="good.w5"):
+        worker = DagBag(dag_folder=str(home), bundle_path=dags)
+    assert list(worker.dags) == ["good.w5"]
+    run = worker.dags["good.w5"].test(run_conf={"name": "parts"})
+    assert run.state == "success"
