@@ -44,6 +44,7 @@ from attune_provider.dag_factory.validation.cached import Findings, validate_cac
 from attune_provider.exceptions import AttuneError
 from attune_provider.language.catalog import LOCAL_SOURCE, Catalog
 from attune_provider.language.source import DEFAULT_MAX_FILE_BYTES, Problem
+from attune_provider.language.templates.limits import limits_read_once
 from attune_provider.sources import metrics
 from attune_provider.sources.pause_sync import sync_paused
 from attune_provider.sources.reconcile import Resolved, resolve_configured
@@ -205,12 +206,14 @@ def load_packs(
     collecting = gc.isenabled()
     gc.disable()  # building allocates much and frees little: collections would walk it all
     try:
-        only = _parsing_dag_id() if want_dags else None
-        if only:
-            return Loaded(_task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache, sources), None)
-        if part.count > 1 and want_dags:
-            return _load_part(packs_paths, part, max_depth, max_file_bytes, cache, sources)
-        return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags, sources)
+        with limits_read_once():
+            only = _parsing_dag_id() if want_dags else None
+            if only:
+                dags = _task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache, sources)
+                return Loaded(dags, None)
+            if part.count > 1 and want_dags:
+                return _load_part(packs_paths, part, max_depth, max_file_bytes, cache, sources)
+            return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags, sources)
     finally:
         if collecting:
             gc.enable()

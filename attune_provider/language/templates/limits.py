@@ -54,6 +54,21 @@ def current_limits() -> TemplateLimits:
     return _source()
 
 
+@contextmanager
+def limits_read_once() -> Iterator[None]:
+    """Within it, the limits are read from their source once: a parse folds thousands of
+    constant templates (`render.constant`), and reading the options each time was a tenth
+    of compiling a workflow; they do not change within one parse."""
+    global _source
+    previous = _source
+    snapshot = previous()
+    _source = lambda: snapshot  # noqa: E731 - a source is any callable
+    try:
+        yield
+    finally:
+        _source = previous
+
+
 class TemplateLimitError(SecurityError):
     """A template went past a limit: it would make too large a value, or ran too long."""
 
