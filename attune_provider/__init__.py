@@ -6,4 +6,4 @@ run DAGs (the compiler and the operators), never by the loader or the validator.
 
 from __future__ import annotations
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

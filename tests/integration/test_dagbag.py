@@ -106,7 +106,7 @@ def test_provider_is_registered() -> None:
     assert "airflow-provider-attune" in providers
     from attune_provider import __version__
 
-    assert providers["airflow-provider-attune"].version == __version__ == "0.4.0"
+    assert providers["airflow-provider-attune"].version == __version__ == "0.5.0"
 
 
 def test_a_workflow_that_fails_to_compile_is_an_import_error(

@@ -3,11 +3,12 @@
 An in-process DagBag once showed every valid DAG while the real DAG processor marked them
 all stale (an import error of a DAG file hides every DAG of that file). Here a real
 Airflow (scheduler, `airflow dag-processor`, API server; tests/live_airflow.py) parses the
-provider's two DAG files over packs holding broken workflows, actions, packs and YAML
-beside valid workflows, and everything is checked through the REST API as a user's tools
-would: the valid DAGs are listed, not stale and runnable (a worker's task-time parse while
-others are broken), the import error of `attune_errors.py` names each broken file with its
-line and column, and a fix or a new break is picked up on the next parse.
+provider's DAG files (three parts, `init-dags --parts 3`, and the errors file) over packs
+holding broken workflows, actions, packs and YAML beside valid workflows, and everything is
+checked through the REST API as a user's tools would: the valid DAGs are listed, not stale
+and runnable (a worker's task-time parse while others are broken), the import error of
+`attune_errors.py` names each broken file with its line and column, and a fix or a new
+break is picked up on the next parse.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from attune_provider.cli import main
 from tests.live_airflow import STARTUP_TIMEOUT, LiveAirflow, prepare
 from tests.support import write_pack
 
@@ -101,6 +103,9 @@ class Isolation:
 def isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isolation]:
     root = tmp_path_factory.mktemp("isolation-airflow")
     airflow = prepare(root, min_file_process_interval=INTERVAL)
+    # the DAGs split over three part files (init-dags --parts 3), as a large deployment
+    # installs them; the other live tests run the single attune_dags.py
+    assert main(["init-dags", str(root / "dags"), "--parts", "3"]) == 0
     airflow.env["AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD"] = str(STALE_THRESHOLD)
     _write_packs(root / "packs")
     started = time.monotonic()
@@ -125,6 +130,8 @@ def test_valid_dags_stay_listed_active_and_runnable(isolation: Isolation) -> Non
     assert state == "success"  # its task's parse on the worker ran while other workflows were broken
     assert airflow.xcom("good.hello", "return_value") == {"greeting": "hello isolated"}
     assert airflow.workflow("good.hello")["status"] == "succeeded"
+    files = {Path(isolation.dag(d)["fileloc"]).name for d in ("good.hello", "good.later")}  # type: ignore[index]
+    assert files <= {f"attune_dags_{i}_of_3.py" for i in (1, 2, 3)}, files
 
 
 def test_every_problem_is_an_import_error_of_the_errors_file(isolation: Isolation) -> None:
