@@ -211,7 +211,7 @@ def load_packs(
             if only:
                 dags = _task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache, sources)
                 return Loaded(dags, None)
-            if part.count > 1 and want_dags:
+            if part.total > 1 and want_dags:
                 return _load_part(packs_paths, part, max_depth, max_file_bytes, cache, sources)
             return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags, sources)
     finally:
@@ -263,7 +263,7 @@ def _load_part(
 ) -> Loaded:
     """The DAGs of one part's valid workflows and rules; its problems are only logged (the
     errors file reports every pack's)."""
-    scope = _scope(f"part:{part.number}/{part.count}", packs_paths, sources)
+    scope = _scope(f"part:{part.number}/{part.total}", packs_paths, sources)
     with _batch(cache, scope):
         loaded = load_part(packs_paths, part, max_file_bytes, cache=cache, sources=sources.sources)
     report = validate_cached(loaded.catalog, max_depth, cache, scope)
@@ -275,7 +275,7 @@ def _load_part(
     left_out = sorted({*failed, *(ref for ref in report.invalid_workflows if ref in loaded.workflows)})
     if not left_out:
         return Loaded(dags, None)
-    message = f"Attune part {part.number} of {part.count}: workflows left out: {', '.join(left_out)}"
+    message = f"Attune part {part.number} of {part.total}: workflows left out: {', '.join(left_out)}"
     return Loaded(dags, "\n".join([message, *(p.format() for p in problems)]))
 
 

@@ -207,7 +207,8 @@ def _from_entry(stored: Any) -> Any:
     if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == _DEFERRED):
         return stored
     model = pickle.loads(stored[1])
-    blob, loaded = stored[2], []
+    blob: bytes = stored[2]
+    loaded: list[list[Any]] = []
 
     def sources() -> list[Any]:
         if not loaded:

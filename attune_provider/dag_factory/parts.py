@@ -31,22 +31,22 @@ MAX_PARTS = 256
 
 
 class Part(NamedTuple):
-    """Part `number` (1-based) of `count`."""
+    """Part `number` (1-based) of `total`."""
 
     number: int
-    count: int
+    total: int
 
     def check(self) -> Part:
-        if not 1 <= self.count <= MAX_PARTS:
-            raise ValueError(f"parts must be between 1 and {MAX_PARTS}, not {self.count}")
-        if not 1 <= self.number <= self.count:
-            raise ValueError(f"part must be between 1 and {self.count}, not {self.number}")
+        if not 1 <= self.total <= MAX_PARTS:
+            raise ValueError(f"parts must be between 1 and {MAX_PARTS}, not {self.total}")
+        if not 1 <= self.number <= self.total:
+            raise ValueError(f"part must be between 1 and {self.total}, not {self.number}")
         return self
 
     def holds(self, pack_ref: str, folder: str, file_name: str) -> bool:
         """Whether the file `<pack_ref>/<folder>/<file_name>` belongs to this part."""
         key = f"{pack_ref}/{folder}/{file_name}".encode()
-        return zlib.crc32(key) % self.count + 1 == self.number
+        return zlib.crc32(key) % self.total + 1 == self.number
 
 
 WHOLE = Part(1, 1)
