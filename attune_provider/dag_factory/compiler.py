@@ -24,7 +24,13 @@ from attune_provider.exceptions import AttuneError
 from attune_provider.language.catalog import RuleEntry
 from attune_provider.language.definition import definition_digest
 from attune_provider.language.models import AssetSchedule, Rule, Task, Workflow
-from attune_provider.language.parameters import has_default, is_required, nullable, property_schema
+from attune_provider.language.parameters import (
+    cheap_to_check,
+    has_default,
+    is_required,
+    nullable,
+    property_schema,
+)
 from attune_provider.language.plan import WorkflowPlan, attempt_group
 from attune_provider.language.statuses import MAPPED_CALL_ID, OUTCOME_TASK_ID, SUBWORKFLOW_INPUT_ID, TaskKind
 from attune_provider.operators.action import AttuneTaskOperator
@@ -83,7 +89,7 @@ def _param(name: str, prop: dict[str, Any]) -> Param:
     if secret:
         schema["format"] = "password"
     schema.setdefault("title", name)
-    return Param(default, **schema)
+    return Param(default, **cheap_to_check(schema))
 
 
 def _doc(workflow: Workflow, file: str) -> str:

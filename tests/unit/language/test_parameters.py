@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from attune_provider.exceptions import ParameterError
-from attune_provider.language.parameters import check_values, parameters_schema, with_defaults
+from attune_provider.language.parameters import (
+    cheap_to_check,
+    check_values,
+    parameters_schema,
+    same_in_draft_07,
+    with_defaults,
+)
 
 PARAMETERS: dict[str, dict[str, Any]] = {
     "who": {"type": "string", "required": True},
@@ -127,3 +133,62 @@ def test_the_required_keys_of_an_object_parameter_are_checked() -> None:
 def test_a_null_default_means_no_value() -> None:
     schema = parameters_schema({"who": {"type": "string", "default": None}})
     assert check_values(schema, {}) in ({}, {"who": None})
+
+
+DRAFT_SCHEMAS = [
+    {"type": "string", "enum": ["a", "b"], "title": "route"},
+    {"type": ["integer", "null"], "minimum": 1, "exclusiveMaximum": 10},
+    {"type": "array", "items": {"type": "string", "pattern": "^x"}, "minItems": 1, "uniqueItems": True},
+    {"type": "object", "properties": {"a": {"const": 3}}, "required": ["a"], "additionalProperties": False},
+    {"anyOf": [{"type": "string", "format": "date"}, {"type": "number", "multipleOf": 0.5}]},
+    {"if": {"type": "string"}, "then": {"minLength": 2}, "else": {"type": "number"}},
+]
+INSTANCES = [
+    None,
+    0,
+    1,
+    3,
+    2.5,
+    10,
+    12,
+    "a",
+    "b",
+    "x1",
+    "2026-01-31",
+    "no-date",
+    [],
+    ["x", "x"],
+    ["xa"],
+    {"a": 3},
+    {"a": 4},
+    {"a": 3, "b": 1},
+]
+
+
+@pytest.mark.parametrize("schema", DRAFT_SCHEMAS)
+def test_a_schema_declared_draft_07_validates_as_under_2020_12(schema: dict[str, Any]) -> None:
+    import jsonschema
+
+    declared = cheap_to_check(schema)
+    assert declared["$schema"] == "http://json-schema.org/draft-07/schema#"
+    checker = jsonschema.FormatChecker()
+    for instance in INSTANCES:
+        modern = jsonschema.Draft202012Validator(schema, format_checker=checker).is_valid(instance)
+        as_airflow = jsonschema.validators.validator_for(declared)(declared, format_checker=checker)
+        assert as_airflow.is_valid(instance) == modern, (schema, instance)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "prefixItems": [{"type": "string"}]},
+        {"type": "array", "items": [{"type": "string"}]},
+        {"$defs": {"x": {"type": "string"}}, "$ref": "#/$defs/x"},
+        {"type": "object", "properties": {"a": {"dependentRequired": {"a": ["b"]}}}},
+        {"type": "array", "contains": {"type": "string"}, "minContains": 2},
+        {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "string"},
+    ],
+)
+def test_a_schema_that_would_mean_something_else_keeps_2020_12(schema: dict[str, Any]) -> None:
+    assert same_in_draft_07(schema) is False
+    assert cheap_to_check(schema) is schema
