@@ -153,6 +153,8 @@ class Closure:
             found = self._find(ref, folder, cls)
             if found is None or found[2] != path:
                 return None
+        if self.action(ref) is not None or (cls is Rule and self.workflow(ref) is not None):
+            return None  # an action (or, for a rule, a workflow) of that ref comes first: an error
         known: dict[str, Any] = self.catalog.workflows if cls is Workflow else self.catalog.rules
         if ref not in known:
             make = WorkflowEntry if cls is Workflow else RuleEntry

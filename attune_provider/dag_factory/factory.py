@@ -144,8 +144,10 @@ def _task_time_dags(
     max_file_bytes: int,
     cache: FileCache | None,
     sources: Resolved,
+    part: Part = WHOLE,
 ) -> dict[str, DAG]:
-    """The one DAG a worker needs to run a task of workflow `ref`, from `ref`'s files only."""
+    """The one DAG a worker needs to run a task of workflow `ref`, from `ref`'s files only;
+    none when another part holds it (`airflow dags test` parses every DAG file so)."""
     scope = _scope(f"workflow:{ref}", packs_paths, sources)
     with _batch(cache, scope):
         catalog = load_workflow_closure(
@@ -153,6 +155,9 @@ def _task_time_dags(
         )
     if catalog is None:
         log.warning("Attune workflow %s not found on the packs path or in any workflow source", ref)
+        return {}
+    entry = catalog.workflows.get(ref) or catalog.rules.get(ref)
+    if entry is not None and not part.holds_file(entry.pack.ref, entry.file):
         return {}
     report = validate_cached(catalog, max_depth, cache, scope)
     if ref in catalog.rules:
@@ -209,7 +214,7 @@ def load_packs(
         with limits_read_once():
             only = _parsing_dag_id() if want_dags else None
             if only:
-                dags = _task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache, sources)
+                dags = _task_time_dags(packs_paths, only, max_depth, max_file_bytes, cache, sources, part)
                 return Loaded(dags, None)
             if part.total > 1 and want_dags:
                 return _load_part(packs_paths, part, max_depth, max_file_bytes, cache, sources)

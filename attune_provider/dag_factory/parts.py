@@ -48,6 +48,10 @@ class Part(NamedTuple):
         key = f"{pack_ref}/{folder}/{file_name}".encode()
         return zlib.crc32(key) % self.total + 1 == self.number
 
+    def holds_file(self, pack_ref: str, path: Path) -> bool:
+        """Whether the workflow or rule file `path` of pack `pack_ref` belongs to this part."""
+        return self.holds(pack_ref, path.parent.name, path.name)
+
 
 WHOLE = Part(1, 1)
 

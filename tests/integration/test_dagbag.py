@@ -200,8 +200,6 @@ def test_dag_file_parts_load_every_dag_and_a_worker_runs_one_from_its_part(
     """`init-dags --parts 3`: the good workflows spread over the part files, the broken one
     is still the errors file's import error, and a worker's parse of the part file that
     holds a DAG (Airflow's parsing context) gives that DAG, which runs."""
-    from airflow.sdk.definitions._internal.dag_parsing_context import _airflow_parsing_context_manager
-
     from attune_provider.cli import main
 
     dags = tmp_path / "dags"
@@ -221,7 +219,8 @@ def test_dag_file_parts_load_every_dag_and_a_worker_runs_one_from_its_part(
     files = {Path(dag.fileloc).name for dag in dagbag.dags.values()}
     assert len(files) > 1 and files <= {f"attune_dags_{i}_of_3.py" for i in (1, 2, 3)}
     home = Path(dagbag.dags["good.w5"].fileloc)
-    with _airflow_parsing_context_manager(dag_id="good.w5"):
+    with monkeypatch.context() as parsing:  # Airflow's parsing context, as a worker sets it
+        parsing.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "good.w5")
         worker = DagBag(dag_folder=str(home), bundle_path=dags)
     assert list(worker.dags) == ["good.w5"]
     run = worker.dags["good.w5"].test(run_conf={"name": "parts"})

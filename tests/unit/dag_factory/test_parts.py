@@ -136,3 +136,37 @@ def test_a_part_out_of_range_loads_nothing_and_says_why(
     with caplog.at_level(logging.ERROR):
         assert dags_for_airflow(PACKS, part=part, parts=parts) == {}
     assert "no DAG is loaded from it" in caplog.text
+
+
+def test_a_workers_parse_gives_the_dag_from_its_own_part_only(
+    packs: PackWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`airflow dags test` parses every DAG file in the parsing context of one DAG: a part
+    that does not hold it must give nothing, or Airflow sees the DAG in two files."""
+    _write_many(packs)
+    owners = {ref: i for i, refs in enumerate(_parts(3), 1) for ref in refs}
+    for ref in ("alpha.w2", "shared.helper", "gamma.nightly"):
+        monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", ref)
+        found = [set(dags_for_airflow(PACKS, part=i, parts=3)) for i in (1, 2, 3)]
+        assert found[owners[ref] - 1] == {ref}
+        assert [f for i, f in enumerate(found, 1) if i != owners[ref]] == [set(), set()]
+        assert set(dags_for_airflow(PACKS)) == {ref}  # the single file, as before
+
+
+def test_a_workflow_with_the_ref_of_an_action_is_left_out_as_by_the_single_file(packs: PackWriter) -> None:
+    packs.pack(
+        "shop",
+        {
+            "actions/say.yaml": "name: say\nrunner_type: noop\nparameters: {message: {type: string}}\n",
+            "workflows/say.yaml": "ref: shop.say\ntasks: [{name: a, action: core.noop}]\n",
+            **{
+                f"workflows/zz_{i}.yaml": f"ref: shop.zz_{i}\ntasks:\n  - name: a\n    action: shop.say\n"
+                "    input: {message: hi}\n"
+                for i in range(6)
+            },
+        },
+    )
+    whole = set(dags_for_airflow(PACKS))
+    assert whole == {f"shop.zz_{i}" for i in range(6)}
+    for count in (2, 3):
+        assert set().union(*_parts(count)) == whole
