@@ -37,6 +37,19 @@ globals().update(dags_for_airflow(part={i}, parts={k}))
 '''
 
 
+PART_ERRORS_TEMPLATE = '''"""Airflow DAG file holding no DAG: the Attune packs' problems, as its import error.
+
+Written by `attune-airflow init-dags --parts {k}` beside the part files: it validates every
+pack but compiles nothing (compiling every workflow in one file would not fit Airflow's
+import timeout); each part logs a valid workflow its compiler refuses (docs/scale.md).
+"""
+
+from attune_provider.dag_factory.factory import errors_for_airflow
+
+globals().update(errors_for_airflow(compile_check=False))
+'''
+
+
 EPILOG = """\
 examples:
   attune-airflow init-dags "$AIRFLOW_HOME/dags"
@@ -78,12 +91,36 @@ def add_init_dags_parser(commands: argparse._SubParsersAction) -> None:  # type:
     init.set_defaults(handler=init_dags_main)
 
 
+def _shipped(name: str) -> str:
+    return (resources.files("attune_provider") / "airflow_dags" / name).read_text(encoding="utf-8")
+
+
 def _ours(name: str) -> str | None:
-    """The content this command writes under `name` (None: not a name of its)."""
+    """The content this command writes under `name` for one DAG file or any split (None: not a
+    name of its; the errors file: as written beside a single DAG file)."""
     if name in DAG_FILES:
-        return (resources.files("attune_provider") / "airflow_dags" / name).read_text(encoding="utf-8")
+        return _shipped(name)
     match = PART_FILE.fullmatch(name)
     return PART_TEMPLATE.format(i=match[1], k=match[2]) if match else None
+
+
+def _content(name: str, parts: int) -> str:
+    if name == ERRORS_FILE and parts > 1:
+        return PART_ERRORS_TEMPLATE.format(k=parts)
+    return _ours(name) or ""
+
+
+def _written_by_us(path: Path) -> bool:
+    """Whether `path` holds what this command wrote there for some split."""
+    text = path.read_text(encoding="utf-8")
+    if path.name == ERRORS_FILE:
+        return text == _shipped(ERRORS_FILE) or text == PART_ERRORS_TEMPLATE.format(k=_split_of(text))
+    return text == _ours(path.name)
+
+
+def _split_of(errors_text: str) -> str:
+    found = re.search(r"--parts (\d+)", errors_text)
+    return found[1] if found else "?"
 
 
 def _wanted(parts: int) -> list[str]:
@@ -92,9 +129,9 @@ def _wanted(parts: int) -> list[str]:
     return [*(f"attune_dags_{i}_of_{parts}.py" for i in range(1, parts + 1)), ERRORS_FILE]
 
 
-def _write(path: Path, force: bool) -> bool:
-    content = _ours(path.name) or ""
-    if path.exists() and path.read_text(encoding="utf-8") != content and not force:
+def _write(path: Path, parts: int, force: bool) -> bool:
+    content = _content(path.name, parts)
+    if path.exists() and path.read_text(encoding="utf-8") != content and not (force or _written_by_us(path)):
         print(f"error: {path} exists with other content (use --force to replace it)", file=sys.stderr)
         return False
     path.write_text(content, encoding="utf-8")
@@ -108,7 +145,7 @@ def _remove_other_split(target: Path, wanted: list[str], force: bool) -> bool:
     for path in sorted(target.glob("attune_dags*.py")):
         if path.name in wanted or _ours(path.name) is None:
             continue
-        if path.read_text(encoding="utf-8") != _ours(path.name) and not force:
+        if not (force or _written_by_us(path)):
             print(
                 f"error: {path} would load the workflows a second time: remove it (or use --force)",
                 file=sys.stderr,
@@ -128,6 +165,6 @@ def init_dags_main(args: argparse.Namespace) -> int:
         print(f"error: cannot use {target} as the DAGs folder: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     wanted = _wanted(args.parts)
-    written = [_write(target / name, args.force) for name in wanted]
+    written = [_write(target / name, args.parts, args.force) for name in wanted]
     removed = _remove_other_split(target, wanted, args.force)
     return EXIT_OK if all(written) and removed else EXIT_FAILED

@@ -197,6 +197,7 @@ def load_packs(
     want_dags: bool = True,
     sources: Resolved = NO_SOURCES,
     part: Part = WHOLE,
+    compile_check: bool = True,
 ) -> Loaded:
     """The DAGs of the valid workflows and the problems of the others.
 
@@ -204,7 +205,9 @@ def load_packs(
     `want_dags=False` (the errors file) no DAG is kept, and workflows are compiled only
     when no compile of the same inputs is recorded in the cache. `sources` are the
     workflow sources besides the packs path, resolved (sources/reconcile.py). A `part` of
-    several builds only the workflows of its files (parts.py).
+    several builds only the workflows of its files (parts.py); the errors file beside parts
+    passes `compile_check=False`: it validates but compiles nothing (each part logs what
+    its compiler refuses), since compiling every workflow would not fit its import timeout.
     """
     if cache is CONFIGURED:
         cache = FileCache.open()
@@ -218,7 +221,7 @@ def load_packs(
                 return Loaded(dags, None)
             if part.total > 1 and want_dags:
                 return _load_part(packs_paths, part, max_depth, max_file_bytes, cache, sources)
-            return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags, sources)
+            return _load_all(packs_paths, max_depth, max_file_bytes, cache, want_dags, sources, compile_check)
     finally:
         if collecting:
             gc.enable()
@@ -231,6 +234,7 @@ def _load_all(
     cache: FileCache | None,
     want_dags: bool,
     sources: Resolved,
+    compile_check: bool = True,
 ) -> Loaded:
     scope = _scope("all", packs_paths, sources)
     with _batch(cache, scope):
@@ -240,7 +244,7 @@ def _load_all(
     report: Findings = validate_cached(catalog, max_depth, cache, scope, key)
     valid = [ref for ref in sorted(catalog.workflows) if ref not in report.invalid_workflows]
     check = _CompileCheck(cache, scope, key)
-    failed = None if want_dags else check.recorded()
+    failed = None if want_dags else check.recorded() if compile_check else {}
     dags: dict[str, DAG] = {}
     if failed is None:
         dags, failed = compile_workflows(catalog, valid, usable_rules(catalog, report))
@@ -318,7 +322,9 @@ def _settings() -> tuple[list[Path], int, int]:
     return settings.packs_paths(), settings.max_depth(), settings.max_file_bytes()
 
 
-def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool, part: Part = WHOLE) -> Loaded:
+def _load_for_airflow(
+    packs_paths: Sequence[Path] | None, want_dags: bool, part: Part = WHOLE, compile_check: bool = True
+) -> Loaded:
     """`load_packs` with the configured settings; never raises: a failure is the problem."""
     try:
         paths, max_depth, max_file_bytes = _settings()
@@ -330,7 +336,13 @@ def _load_for_airflow(packs_paths: Sequence[Path] | None, want_dags: bool, part:
         task_time = want_dags and _parsing_dag_id() is not None
         sources = resolve_configured(max_file_bytes, may_fetch=not task_time)
         return load_packs(
-            paths, max_depth, max_file_bytes=max_file_bytes, want_dags=want_dags, sources=sources, part=part
+            paths,
+            max_depth,
+            max_file_bytes=max_file_bytes,
+            want_dags=want_dags,
+            sources=sources,
+            part=part,
+            compile_check=compile_check,
         )
     except Exception:  # noqa: BLE001 - report, never take the DAG file down
         return Loaded({}, "Attune could not load its packs:\n" + traceback.format_exc())
@@ -354,8 +366,11 @@ def dags_for_airflow(
     return loaded.dags
 
 
-def errors_for_airflow(packs_paths: Sequence[Path] | None = None) -> dict[str, DAG]:
+def errors_for_airflow(
+    packs_paths: Sequence[Path] | None = None, *, compile_check: bool = True
+) -> dict[str, DAG]:
     """What `dags/attune_errors.py` puts into its globals: a stand-in whose validation
-    fails with every problem, recorded as that file's import error; nothing when all is well."""
-    loaded = _load_for_airflow(packs_paths, want_dags=False)
+    fails with every problem, recorded as that file's import error; nothing when all is well.
+    Beside DAG file parts, `compile_check=False`: see `load_packs`."""
+    loaded = _load_for_airflow(packs_paths, want_dags=False, compile_check=compile_check)
     return {BROKEN_DAG_ID: _broken(loaded.problems)} if loaded.problems else {}

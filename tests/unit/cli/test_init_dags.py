@@ -56,6 +56,8 @@ def test_parts_replace_the_single_file_and_back(tmp_path: Path, capsys: pytest.C
     ]
     assert "dags_for_airflow(part=2, parts=3)" in (tmp_path / "attune_dags_2_of_3.py").read_text()
     assert f"removed {tmp_path / 'attune_dags.py'}" in capsys.readouterr().out
+    errors = (tmp_path / "attune_errors.py").read_text()  # beside parts it compiles nothing
+    assert "errors_for_airflow(compile_check=False)" in errors and "--parts 3" in errors
     assert main(["init-dags", str(tmp_path), "--parts", "2"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "attune_dags_1_of_2.py",
@@ -64,6 +66,7 @@ def test_parts_replace_the_single_file_and_back(tmp_path: Path, capsys: pytest.C
     ]
     assert main(["init-dags", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attune_dags.py", "attune_errors.py"]
+    assert (tmp_path / "attune_errors.py").read_text() == (REPO / "dags" / "attune_errors.py").read_text()
 
 
 def test_a_part_file_edited_by_hand_is_not_removed_unless_forced(

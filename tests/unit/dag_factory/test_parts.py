@@ -170,3 +170,25 @@ def test_a_workflow_with_the_ref_of_an_action_is_left_out_as_by_the_single_file(
     assert whole == {f"shop.zz_{i}" for i in range(6)}
     for count in (2, 3):
         assert set().union(*_parts(count)) == whole
+
+
+def test_the_errors_file_beside_parts_validates_but_compiles_nothing(
+    packs: PackWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attune_provider.dag_factory import compiler
+    from attune_provider.dag_factory.factory import errors_for_airflow
+
+    _write_many(packs)
+    packs.write(
+        packs.root / "beta" / "workflows" / "w3.yaml",
+        "ref: beta.w3\ntasks:\n  - name: a\n    action: core.nope\n",
+    )
+    built: list[str] = []
+    real = compiler.build_dag
+    monkeypatch.setattr(compiler, "build_dag", lambda plan: built.append(plan.ref) or real(plan))
+    monkeypatch.setenv("ATTUNE_CACHE_DIR", "off")
+    errors = errors_for_airflow(PACKS, compile_check=False)
+    assert built == []
+    assert "core.nope" in errors["attune_broken_workflows"].attune_message
+    errors_for_airflow(PACKS)  # beside one DAG file it compiles to find what the compiler refuses
+    assert len(built) == 17 + 1  # the valid callers and the helper
