@@ -330,6 +330,12 @@ class FileCache:
             bundle, used = self._bundle, self._used
             if used.keys() != bundle.keys() or any(used[k] is not bundle[k] for k in used):
                 self._write(path, used)
+        except BaseException:
+            # interrupted (Airflow's import timeout raises in the middle of a load): keep what
+            # was parsed, so that the next parse goes further instead of starting cold again
+            if any(self._bundle.get(k) is not v for k, v in self._used.items()):
+                self._write(path, {**self._bundle, **self._used})
+            raise
         finally:
             self._bundle, self._used = None, {}
 

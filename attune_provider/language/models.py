@@ -79,16 +79,20 @@ class DeferredSource:
         return self.sources()[self.index]
 
 
-def nodes(node: Node) -> Iterator[Node]:
-    """`node` and every model inside it (fields, and tuples of models), in a fixed order."""
-    yield node
-    for value in node.__dict__.values():
-        if isinstance(value, Node):
-            yield from nodes(value)
-        elif isinstance(value, tuple):
-            for item in value:
-                if isinstance(item, Node):
-                    yield from nodes(item)
+def nodes(node: Node) -> list[Node]:
+    """`node` and every model inside it (fields, and tuples of models), in a fixed order
+    (a loop, not recursion: the parse cache walks every model it reads)."""
+    found: list[Node] = []
+    pending = [node]
+    while pending:
+        model = pending.pop()
+        found.append(model)
+        for value in model.__dict__.values():
+            if isinstance(value, Node):
+                pending.append(value)
+            elif type(value) is tuple:
+                pending.extend(item for item in value if isinstance(item, Node))
+    return found
 
 
 class ItemError(ValueError):

@@ -243,3 +243,29 @@ def test_a_batch_keeps_one_bundle_per_scope(packs, tmp_path: Path) -> None:  # t
     assert bundled() == before - 1
     _, store = load()
     assert store.misses == 0
+
+
+def test_a_load_interrupted_midway_keeps_what_it_parsed(tmp_path: Path) -> None:
+    """Airflow's import timeout raises in the middle of a cold load of many files: the files
+    parsed by then are kept, so the next parse goes further instead of starting cold again."""
+    from attune_provider.dag_factory.file_cache import FileCache
+    from attune_provider.language.source import Problem
+
+    files = []
+    for i in range(4):
+        path = tmp_path / f"f{i}.yaml"
+        path.write_text(f"value: {i}\n")
+        files.append(path)
+    cache = FileCache(tmp_path / "cache")
+
+    def parse(loaded: object) -> tuple[object, list[Problem]]:
+        return {"parsed": True}, []
+
+    with pytest.raises(TimeoutError), cache.batch("all"):
+        for path in files[:2]:
+            cache.parsed(path, path.name, "Thing", 10_000, parse)
+        raise TimeoutError("the import timeout, halfway")
+    with cache.batch("all"):
+        for path in files:
+            cache.parsed(path, path.name, "Thing", 10_000, parse)
+    assert cache.hits == 2 and cache.misses == 4  # the first two came from the interrupted load
