@@ -410,6 +410,7 @@ def parse_once(
     if code != 0:
         raise BenchmarkError(f"{label}: the DAG processor exited {code}: see {handle.log}")
     result = {"wall": seconds, **handle.memory, **parsed(handle.db), "timeouts": timeouts(handle.log)}
+    result["load_average"] = os.getloadavg()[0]  # the other work on the machine meanwhile
     result["file_seconds"] = {name: values[-1] for name, values in handle.stats.durations.items()}
     files = dict(query(handle.db, "select dag_id, relative_fileloc from dag where not is_stale"))
     _keep_log(bench, handle, bool(result["import_errors"] or result["timeouts"]))
@@ -540,7 +541,7 @@ def _full_parse_shown(result: dict[str, Any]) -> str:
         f"{result['seconds']:.1f} s (wall {result['wall']:.1f} s), {result['dags']} DAGs,"
         f" {len(result['import_errors'])} import errors{timed_out}; longest file {longest[0]}"
         f" {longest[1]:.1f} s; peak RSS parser {result['parser_peak_mb']:.0f} MB,"
-        f" manager {result['manager_peak_mb']:.0f} MB"
+        f" manager {result['manager_peak_mb']:.0f} MB; load average {result['load_average']:.1f}"
     )
 
 
