@@ -1149,6 +1149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    say(f"stopping: {signal.Signals(signum).name} received")
     raise KeyboardInterrupt
 
 
